@@ -1,0 +1,55 @@
+# The two commands of the README: `make run` (the main job) and `make test` (everything CI checks).
+# Both set up what they need on a fresh machine and are safe to run again.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PACKAGES := engine transports adapters
+
+.PHONY: run test lint typecheck pytest bench setup system-deps clean
+
+run: setup
+	$(BIN)/talkstream simulate
+
+test: setup lint typecheck pytest
+
+setup: $(STAMP)
+
+# Debian packages the project needs. Today only venv support for a Debian python3 (a pyenv or
+# python.org build has it already); later steps add more here.
+system-deps:
+	@if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		echo "talkstream needs Python >= 3.11 ($(PYTHON) is $$($(PYTHON) -V 2>&1))"; exit 1; fi
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+		echo "installing python3-venv"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; fi
+
+# Re-install whenever the project's metadata changes; the stamp makes a second run a no-op.
+$(STAMP): pyproject.toml | system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' editable import hook: check through a link tree shaped like the
+# installed package (DESIGN.md).
+typecheck: setup
+	@mkdir -p .typecheck/talkstream
+	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/talkstream/$$p; done
+	MYPYPATH=.typecheck $(BIN)/mypy --namespace-packages --explicit-package-bases \
+		$(foreach p,$(PACKAGES),-p talkstream.$(p))
+	MYPYPATH=.typecheck $(BIN)/mypy --namespace-packages --explicit-package-bases tests bench
+
+pytest: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/engine.py
+
+clean:
+	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache .hypothesis
