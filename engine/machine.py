@@ -1,0 +1,60 @@
+"""The `transitions` machine, built from the one table in `engine.states`.
+
+Why it exists: the library applies every state change; the table decides which ones exist. One
+`AsyncMachine` is shared by all the sessions of an engine: each session is a model the machine drives
+through the table's events (``machine.events[input.value].trigger(session)``).
+
+Sessions are not registered with `Machine.add_model`: that binds about forty callables to each model
+(a trigger, ``may_<trigger>`` and ``is_<state>`` per name: ~6.6 KB a session here), scans the model list
+on every add and remove (O(n) with thousands of live sessions), and with ``model_override`` logs a warning
+per skipped name instead. Triggering the machine's events directly keeps its semantics (states, internal
+transitions, callbacks, cancellation context) at a fraction of the memory; bench/engine.py measures both.
+
+Self-loops of the table become internal transitions (no exit/enter), so a burst of ICE candidates costs no
+state callbacks. What it must never do: add a transition that is not in the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transitions.extensions.asyncio import AsyncEvent, AsyncMachine
+
+from .states import TRANSITIONS, Input, State
+
+__all__ = ["build_machine", "events_by_input", "machine_edges"]
+
+
+def build_machine(name: str = "talkstream") -> AsyncMachine:
+    """A fresh machine with the table's states and transitions, and no models."""
+    machine = AsyncMachine(
+        model=None,
+        states=State,
+        initial=State.CREATED,
+        auto_transitions=False,
+        ignore_invalid_triggers=False,
+        send_event=True,
+        name=name,
+    )
+    for (source, inp), dest in TRANSITIONS.items():
+        machine.add_transition(inp.value, source, None if dest is source else dest)
+    return machine
+
+
+def events_by_input(machine: AsyncMachine) -> dict[Input, AsyncEvent]:
+    """The machine's event for each input, looked up once so applying an input is a dict hit."""
+    return {inp: machine.events[inp.value] for inp in Input if inp.value in machine.events}
+
+
+def machine_edges(machine: AsyncMachine) -> dict[tuple[State, Input], State]:
+    """Read the machine's transitions back as a table (tests compare it with `TRANSITIONS`)."""
+    edges: dict[tuple[State, Input], State] = {}
+    for name, event in machine.events.items():
+        inp = Input(name)
+        transitions: dict[str, list[Any]] = event.transitions
+        for source_name, transitions_from in transitions.items():
+            source = State[source_name]
+            for transition in transitions_from:
+                dest = source if transition.dest is None else State[transition.dest]
+                edges[(source, inp)] = dest
+    return edges
