@@ -1,0 +1,124 @@
+"""The avatar side of the server: a face from a create request, speech from a talk's script.
+
+Why it exists: `engine.server.StreamService` asks a `Studio` for a stream's `Face` and for each talk's
+`Speech`; this is the real one. It resolves `source_url` (the bundled portrait, a file inside the
+configured media folder, or an http(s) URL through the guarded `Fetcher`), finds the face once, and builds
+an `Animator` at the requested resolution. Text is spoken by the configured `TextToSpeech`; audio URLs are
+fetched and decoded. CPU work runs in a thread so the event loop keeps serving other streams.
+
+Voices: D-ID names providers (microsoft, elevenlabs, ...) and their voices, which do not exist offline. By
+default they play with the local voice and the substitution is logged; ``strict_voices`` rejects them
+instead with a 400.
+
+What it must never do: open a local file outside `media_root`, or fetch except through the `Fetcher`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from talkstream.engine.errors import BadRequestError
+from talkstream.engine.messages import AudioScript, CreateStreamRequest, TextScript
+from talkstream.engine.ports import Face, Speech
+
+from .animator import Animator
+from .fetch import Fetcher
+from .portrait import MAX_IMAGE_BYTES, Box, Portrait, bundled_portrait_bytes, load_portrait
+from .speech import MAX_AUDIO_BYTES, TextToSpeech, decode_audio, speech_from_pcm
+
+__all__ = ["BUNDLED_SOURCE", "AvatarStudio"]
+
+_log = logging.getLogger("talkstream.avatar")
+
+BUNDLED_SOURCE = "bundled:astronaut"
+DEFAULT_RESOLUTION = 512
+
+
+class AvatarStudio:
+    """Faces and speech for the server (implements `engine.server.Studio`)."""
+
+    def __init__(
+        self,
+        *,
+        tts: TextToSpeech | None,
+        fetcher: Fetcher | None = None,
+        media_root: Path | None = None,
+        strict_voices: bool = False,
+    ) -> None:
+        self.tts = tts
+        self.fetcher = fetcher or Fetcher()
+        self.media_root = media_root.resolve() if media_root is not None else None
+        self.strict_voices = strict_voices
+        self._portraits: dict[str, Portrait] = {}  # bundled/local sources: detect the face once
+
+    async def face(self, request: CreateStreamRequest) -> Face:
+        box = None
+        if request.face is not None:
+            x, y = request.face.top_left
+            box = Box(round(x), round(y), request.face.size, request.face.size)
+        resolution = round(request.output_resolution) if request.output_resolution else DEFAULT_RESOLUTION
+        stitch = (
+            True if request.config is None or request.config.stitch is None else bool(request.config.stitch)
+        )
+        source = request.source_url
+        portrait = self._portraits.get(source) if box is None else None
+        if portrait is None:
+            data = await self._source_bytes(source)
+            portrait = await asyncio.to_thread(load_portrait, data, face=box)
+            if box is None and not source.startswith(("http://", "https://")):
+                self._portraits[source] = portrait
+        return await asyncio.to_thread(Animator, portrait, resolution=resolution, stitch=stitch)
+
+    async def _source_bytes(self, source: str) -> bytes:
+        if source.startswith("bundled:"):
+            return bundled_portrait_bytes(source.removeprefix("bundled:").strip("/"))
+        parts = urlsplit(source)
+        scheme = parts.scheme.lower()
+        if scheme == "file":
+            return await asyncio.to_thread(self._local_file, unquote(parts.path))
+        if scheme in ("http", "https"):
+            data, _ = await self.fetcher.get(source, max_bytes=MAX_IMAGE_BYTES)
+            return data
+        raise BadRequestError(
+            "invalid source url: use https://, file:// inside the media folder, or bundled:astronaut"
+        )
+
+    def _local_file(self, path: str) -> bytes:
+        if self.media_root is None:
+            raise BadRequestError("invalid source url: local files are not enabled on this server")
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.media_root) or not resolved.is_file():
+            raise BadRequestError("invalid source url: not a file inside the media folder")
+        if resolved.stat().st_size > MAX_IMAGE_BYTES:
+            raise BadRequestError(f"source image is larger than {MAX_IMAGE_BYTES} bytes")
+        return resolved.read_bytes()
+
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> Speech:
+        if isinstance(script, TextScript):
+            if self.tts is None:
+                raise BadRequestError("text scripts need a text-to-speech engine: install talkstream[tts]")
+            voice = None
+            if script.provider is not None:
+                if self.strict_voices:
+                    raise BadRequestError(
+                        f"voice provider {script.provider.type!r} is not available on this server"
+                    )
+                _log.info(
+                    "voice %s/%s plays as the local %s voice",
+                    script.provider.type,
+                    script.provider.voice_id,
+                    self.tts.name,
+                )
+            pcm = await asyncio.to_thread(
+                self.tts.synthesize, script.input, voice=voice, ssml=bool(script.ssml)
+            )
+        else:
+            data, _ = await self.fetcher.get(script.audio_url, max_bytes=MAX_AUDIO_BYTES)
+            pcm = await asyncio.to_thread(decode_audio, data)
+        return await asyncio.to_thread(speech_from_pcm, pcm, pad_seconds=pad_audio)
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()

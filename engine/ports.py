@@ -1,0 +1,145 @@
+"""The ports the engine's drivers talk through: WebRTC peers, and the avatar that makes frames and speech.
+
+Why it exists: the server driver (`engine.server`) must not import aiortc, PyAV or OpenCV, yet it makes
+peers, renders faces and speaks. It names what it needs here, as small protocols; `transports/` and
+`avatar/` implement them, and a bootstrap wires real or fake ones in. The types crossing these ports are
+numpy arrays and plain records, nothing from a backend.
+
+Media conventions: video frames are I420 planes stacked in one ``(h * 3 / 2, w)`` uint8 array; audio is
+48 kHz mono int16 PCM, sent in 20 ms frames (960 samples); a `Speech` carries a talk's samples and one
+mouth openness per 40 ms video frame on the same timeline.
+
+What it must never do: import a backend, or grow methods the drivers do not call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from .states import Input
+
+__all__ = [
+    "AUDIO_FRAME_SAMPLES",
+    "AUDIO_RATE",
+    "VIDEO_FPS",
+    "Face",
+    "IceServerConfig",
+    "PeerOptions",
+    "ReportCallback",
+    "ServerPeer",
+    "ServerTransport",
+    "Speech",
+    "VideoCodec",
+]
+
+AUDIO_RATE = 48_000
+AUDIO_FRAME_SAMPLES = 960  # 20 ms, Opus's usual frame
+VIDEO_FPS = 25
+
+VideoFrame = npt.NDArray[np.uint8]
+PCM = npt.NDArray[np.int16]
+VideoCodec = Literal["vp8", "h264"]
+ReportCallback = Callable[[Input, str], None]  # (transport input, detail)
+
+
+@attrs.frozen(kw_only=True)
+class IceServerConfig:
+    """One ICE server handed to peers and to clients (D-ID's ``ice_servers`` entries)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PeerOptions:
+    """Per-stream choices: the video codec, and the label of the data channel the offer creates."""
+
+    video_codec: VideoCodec = "vp8"
+    channel_label: str = "JanusDataChannel"
+
+
+class ServerPeer(Protocol):
+    """The server's side of one stream's peer connection.
+
+    Backend exceptions never cross it: a bad answer or candidate is `BadRequestError`, anything else from
+    the backend `TransportError`. Its backend's callbacks only call the `ReportCallback` it was made with.
+    """
+
+    async def make_offer(self) -> str:
+        """Create the offer (audio, video, data channel) with its candidates inline; return its SDP."""
+        ...
+
+    async def apply_answer(self, sdp: str) -> None:
+        """Apply the client's answer, then the candidates buffered before it."""
+        ...
+
+    async def add_candidate(
+        self, candidate: str | None, sdp_mid: str | None, sdp_m_line_index: int | None
+    ) -> None:
+        """Add one remote candidate (None: end-of-candidates); buffered until the answer is applied."""
+        ...
+
+    def send_message(self, text: str) -> int:
+        """Send `text` on every open data channel; return on how many it went."""
+        ...
+
+    async def send_video(self, frame: VideoFrame, at: float) -> None:
+        """Queue one I420 frame for media time `at` (seconds since the peer's epoch)."""
+        ...
+
+    async def send_audio(self, pcm: PCM, at: float) -> None:
+        """Queue 20 ms of 48 kHz mono PCM for media time `at`."""
+        ...
+
+    def media_time(self) -> float:
+        """Now on the peer's media timeline."""
+        ...
+
+    async def close(self) -> None:
+        """Close the peer and free its sockets; idempotent."""
+        ...
+
+
+class ServerTransport(Protocol):
+    """Makes server peers and holds what they share."""
+
+    @property
+    def ice_servers(self) -> Sequence[IceServerConfig]: ...
+
+    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> ServerPeer: ...
+
+    async def aclose(self) -> None: ...
+
+
+@attrs.frozen(eq=False)
+class Speech:
+    """What a talk plays: `pcm` (48 kHz mono int16) and one mouth openness in [0, 1] per 40 ms frame."""
+
+    pcm: PCM
+    openness: npt.NDArray[np.float32]
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / AUDIO_RATE
+
+    @property
+    def frames(self) -> int:
+        return len(self.openness)
+
+
+class Face(Protocol):
+    """One stream's animated face: frames at a fixed size."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    def frame(self, openness: float, blink: float = 0.0) -> VideoFrame: ...

@@ -1,0 +1,337 @@
+"""Real WebRTC for the server side, with aiortc (implements `engine.ports.ServerTransport`).
+
+Why it exists: the embedded server must speak to browsers and to D-ID's own clients over real WebRTC. This
+module wraps one `RTCPeerConnection` per stream: an offer with a send-only Opus audio track, a send-only
+video track (VP8, or H264 when asked) and a data channel; client-opened channels (D-ID's
+``JanusDataChannel``) are accepted and messages go out on every open channel.
+
+Three facts of aiortc/aioice shape it (see ../shared/notes):
+
+* With no ``iceServers`` aiortc asks a public STUN server: peers always get an explicit list, empty by
+  default.
+* aioice never offers 127.0.0.1. The transport's ``host_addresses`` setting chooses the addresses it
+  offers (loopback by default when serving locally) through a hook on ``aioice.ice.get_host_addresses``
+  that answers from a context variable set only while one of *our* peers gathers; every other gather gets
+  aioice's own answer. This is the supported knob, documented here, not a patch hidden in a test.
+* Browsers hide host addresses behind mDNS ``.local`` names, and aioice waits a fixed second trying to
+  resolve each by multicast. The server drops such candidates: the browser's checks reach the server's
+  loopback candidate anyway and the server learns the browser's address as peer-reflexive, so nothing
+  stalls and no multicast leaves the machine.
+
+aiortc handlers run fire-and-forget through pyee: they only report inputs through the callback the
+service gave; engine logic never runs inside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import fractions
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import aioice.ice
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
+from talkstream.engine.errors import BadRequestError, TransportError
+from talkstream.engine.ports import (
+    AUDIO_FRAME_SAMPLES,
+    AUDIO_RATE,
+    IceServerConfig,
+    PeerOptions,
+    ReportCallback,
+)
+from talkstream.engine.states import Input
+
+__all__ = ["AiortcServerTransport", "offered_host_addresses"]
+
+_log = logging.getLogger(__name__)
+
+VIDEO_CLOCK = 90_000
+_VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
+_AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+_QUEUE_FRAMES = 8  # frames a track may hold ahead of the encoder: bounds latency, gives back-pressure
+
+# -- choosing the host addresses aioice offers ------------------------------------------------------------
+
+_HOST_ADDRESSES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "talkstream_host_addresses", default=None
+)
+_original_get_host_addresses: Any = None
+
+
+def _install_host_address_hook() -> None:
+    global _original_get_host_addresses
+    if _original_get_host_addresses is not None:
+        return
+    original = aioice.ice.get_host_addresses
+    _original_get_host_addresses = original
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        chosen = _HOST_ADDRESSES.get()
+        if chosen is None:
+            return list(original(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+        return [a for a in chosen if (use_ipv6 if ":" in a else use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+@contextlib.contextmanager
+def offered_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
+    """Within this block (and tasks started in it), ICE gathering offers exactly `addresses`."""
+    _install_host_address_hook()
+    token = _HOST_ADDRESSES.set(tuple(addresses))
+    try:
+        yield
+    finally:
+        _HOST_ADDRESSES.reset(token)
+
+
+# -- media ------------------------------------------------------------------------------------------------
+
+
+class _QueuedTrack(MediaStreamTrack):
+    """A track whose frames are pushed by the talk player; with no talk, `recv` waits and nothing is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: asyncio.Queue[av.VideoFrame | av.AudioFrame | None] = asyncio.Queue(_QUEUE_FRAMES)
+
+    async def put(self, frame: av.VideoFrame | av.AudioFrame) -> None:
+        if self.readyState != "live":
+            return
+        await self._queue.put(frame)
+
+    async def recv(self) -> av.VideoFrame | av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        frame = await self._queue.get()
+        if frame is None:
+            raise MediaStreamError
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+
+
+class _VideoOut(_QueuedTrack):
+    kind = "video"
+
+
+class _AudioOut(_QueuedTrack):
+    kind = "audio"
+
+
+def _rtc_ice_servers(servers: Sequence[IceServerConfig]) -> list[RTCIceServer]:
+    return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
+
+
+class AiortcServerPeer:
+    """One stream's `RTCPeerConnection` (implements `engine.ports.ServerPeer`)."""
+
+    def __init__(
+        self,
+        transport: AiortcServerTransport,
+        stream_id: str,
+        options: PeerOptions,
+        report: ReportCallback,
+    ) -> None:
+        self._transport = transport
+        self.stream_id = stream_id
+        self._options = options
+        self._report = report
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(transport.ice_servers)))
+        self._video = _VideoOut()
+        self._audio = _AudioOut()
+        self._channels: list[RTCDataChannel] = []
+        self._pending: list[tuple[str, str | None, int | None]] = []
+        self._pending_end = False
+        self._answered = False
+        self._closed = False
+        self._connected_reported = False
+        self._epoch = asyncio.get_running_loop().time()
+        self._pc.on("datachannel", self._on_datachannel)
+        self._pc.on("iceconnectionstatechange", self._on_ice_state)
+        self._pc.on("connectionstatechange", self._on_connection_state)
+
+    # -- reports (pyee handlers: report only) --------------------------------------------------------------
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        _log.debug("%s: client opened data channel %r", self.stream_id, channel.label)
+        self._channels.append(channel)
+
+    def _on_ice_state(self) -> None:
+        state = self._pc.iceConnectionState
+        if state in ("connected", "completed") and not self._connected_reported:
+            self._connected_reported = True
+            self._report(Input.ICE_CONNECTED, state)
+        elif state == "failed":
+            self._report(Input.ICE_FAILED, state)
+        elif state == "closed" and not self._closed:
+            self._report(Input.TRANSPORT_CLOSED, state)
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        if state == "failed":
+            self._report(Input.ICE_FAILED, f"connection {state}")
+        elif state == "closed" and not self._closed:
+            self._report(Input.TRANSPORT_CLOSED, f"connection {state}")
+
+    # -- negotiation --------------------------------------------------------------------------------------
+
+    async def make_offer(self) -> str:
+        pc = self._pc
+        pc.addTransceiver(self._audio, direction="sendonly")
+        video = pc.addTransceiver(self._video, direction="sendonly")
+        wanted = f"video/{self._options.video_codec}".lower()
+        codecs = RTCRtpSender.getCapabilities("video").codecs
+        preferred = [c for c in codecs if c.mimeType.lower() == wanted]
+        if preferred:
+            video.setCodecPreferences(preferred + [c for c in codecs if c.mimeType.lower() == "video/rtx"])
+        self._channels.append(pc.createDataChannel(self._options.channel_label))
+        try:
+            addresses = self._transport.host_addresses
+            with offered_host_addresses(addresses) if addresses is not None else contextlib.nullcontext():
+                await pc.setLocalDescription(await pc.createOffer())
+        except Exception as exc:
+            raise TransportError(f"could not create the offer: {exc}") from exc
+        return str(pc.localDescription.sdp)
+
+    async def apply_answer(self, sdp: str) -> None:
+        if self._answered:
+            raise BadRequestError("the answer was already applied")
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except (ValueError, AssertionError, KeyError, IndexError, TypeError) as exc:
+            raise BadRequestError(f"invalid answer: {exc}") from exc
+        except Exception as exc:
+            raise TransportError(f"could not apply the answer: {exc}") from exc
+        self._answered = True
+        pending, self._pending = self._pending, []
+        for candidate, mid, index in pending:
+            await self._add(candidate, mid, index)
+        if self._pending_end:
+            await self._add_end()
+
+    async def add_candidate(
+        self, candidate: str | None, sdp_mid: str | None, sdp_m_line_index: int | None
+    ) -> None:
+        if candidate is None:
+            if self._answered:
+                await self._add_end()
+            else:
+                self._pending_end = True
+            return
+        line = candidate.removeprefix("a=").removeprefix("candidate:")
+        try:
+            parsed = candidate_from_sdp(line)
+        except (AssertionError, ValueError, IndexError) as exc:
+            raise BadRequestError(f"invalid candidate: {candidate[:100]!r}") from exc
+        if parsed.ip.endswith(".local"):
+            # Resolving it means a multicast query and a fixed 1 s wait in aioice; the peer's checks
+            # reach our candidates anyway and it is learnt as peer-reflexive.
+            _log.debug("%s: dropped mDNS candidate %s", self.stream_id, parsed.ip)
+            return
+        if not self._answered:
+            self._pending.append((line, sdp_mid, sdp_m_line_index))
+            return
+        await self._add(line, sdp_mid, sdp_m_line_index)
+
+    async def _add(self, line: str, mid: str | None, index: int | None) -> None:
+        parsed = candidate_from_sdp(line)
+        parsed.sdpMid = mid
+        parsed.sdpMLineIndex = index if index is not None or mid is not None else 0
+        try:
+            await self._pc.addIceCandidate(parsed)
+        except ValueError as exc:
+            raise BadRequestError(f"invalid candidate: {exc}") from exc
+
+    async def _add_end(self) -> None:
+        with contextlib.suppress(ValueError):  # a second end-of-candidates is harmless
+            await self._pc.addIceCandidate(None)
+
+    # -- media and messages ---------------------------------------------------------------------------------
+
+    def send_message(self, text: str) -> int:
+        sent = 0
+        for channel in self._channels:
+            if channel.readyState == "open":
+                channel.send(text)
+                sent += 1
+        return sent
+
+    def media_time(self) -> float:
+        return asyncio.get_running_loop().time() - self._epoch
+
+    async def send_video(self, frame: npt.NDArray[np.uint8], at: float) -> None:
+        video = av.VideoFrame.from_ndarray(frame, format="yuv420p")
+        video.pts = round(at * VIDEO_CLOCK)
+        video.time_base = _VIDEO_TIME_BASE
+        await self._video.put(video)
+
+    async def send_audio(self, pcm: npt.NDArray[np.int16], at: float) -> None:
+        audio = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        audio.sample_rate = AUDIO_RATE
+        audio.pts = round(at * AUDIO_RATE)
+        audio.time_base = _AUDIO_TIME_BASE
+        assert pcm.shape[-1] == AUDIO_FRAME_SAMPLES
+        await self._audio.put(audio)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._video.stop()
+        self._audio.stop()
+        try:
+            await self._pc.close()
+        except Exception:  # pragma: no cover - closing must not fail the caller
+            _log.exception("%s: error while closing the peer", self.stream_id)
+        self._transport._peers.discard(self)
+
+
+class AiortcServerTransport:
+    """aiortc peers for the server (implements `engine.ports.ServerTransport`).
+
+    `host_addresses`: the addresses offered (default loopback only; None: aioice's own choice).
+    """
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Sequence[IceServerConfig] = (),
+        host_addresses: Sequence[str] | None = ("127.0.0.1",),
+    ) -> None:
+        self.ice_servers = tuple(ice_servers)
+        self.host_addresses: tuple[str, ...] | None = (
+            tuple(host_addresses) if host_addresses is not None else None
+        )
+        self._peers: set[AiortcServerPeer] = set()
+
+    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> AiortcServerPeer:
+        peer = AiortcServerPeer(self, stream_id, options, report)
+        self._peers.add(peer)
+        return peer
+
+    @property
+    def live_peers(self) -> int:
+        return len(self._peers)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(peer.close() for peer in tuple(self._peers)))
