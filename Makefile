@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := engine transports adapters
+PACKAGES := engine transports adapters avatar
 
 .PHONY: run test lint typecheck pytest bench setup system-deps clean
 
+# The embedded server on 127.0.0.1:8000 with the bundled portrait; it prints its API key.
 run: setup
-	$(BIN)/talkstream simulate
+	$(BIN)/talkstream serve --port $(or $(PORT),8000)
 
 test: setup lint typecheck pytest
 
@@ -26,10 +27,11 @@ system-deps:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; fi
 
 # Re-install whenever the project's metadata changes; the stamp makes a second run a no-op.
+# The tts extra (espeak-ng, GPL-3.0) is installed for the demo and the tests; the library never needs it.
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tts]'
 	touch $@
 
 lint: setup

@@ -1,10 +1,10 @@
 """The `talkstream` command line.
 
 Why it exists: one entry point for people and for the Makefile. Today it shows the engine at work:
+``talkstream serve`` runs the embedded server (D-ID's streams API over real WebRTC);
 ``talkstream simulate`` drives a server-side stream session through a whole life on the virtual clock
 (offer, early candidates, answer, ICE, queued talks, a refused input, idle expiry) and prints every event;
-``talkstream states`` prints the transition table or its Mermaid diagram. Later steps add ``serve`` and
-``talk``.
+``talkstream states`` prints the transition table or its Mermaid diagram.
 
 What it must never do: hold protocol logic of its own; it wires engine parts together and prints.
 """
@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
+from talkstream.engine.ports import IceServerConfig
 from talkstream.engine.session import SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
 
@@ -73,15 +78,65 @@ async def simulate(idle_timeout: float, out: list[str]) -> int:
     return 0 if session.close_reason is not None else 1
 
 
+def serve(args: argparse.Namespace) -> int:
+    """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
+    from aiohttp import web
+    from talkstream.avatar.fetch import FetchPolicy
+
+    from .bootstrap import ServerSettings, build_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keys = list(args.key or [])
+    keys += [k.strip() for k in os.environ.get("TALKSTREAM_API_KEYS", "").split(",") if k.strip()]
+    if args.keys_file:
+        keys += [line.strip() for line in Path(args.keys_file).read_text().splitlines() if line.strip()]
+    generated = not keys
+    if generated:
+        keys = [f"demo:{secrets.token_urlsafe(18)}"]
+    ice_servers = tuple(IceServerConfig(urls=(url,)) for url in args.ice_server or ())
+    settings = ServerSettings(
+        keys=tuple(keys),
+        ice_servers=ice_servers,
+        host_addresses=tuple(args.ice_host) if args.ice_host else ("127.0.0.1",),
+        media_root=Path(args.media_root) if args.media_root else None,
+        fetch_policy=FetchPolicy.local() if args.allow_local_urls else FetchPolicy(),
+    )
+    app = build_app(settings)
+    base = f"http://{args.host}:{args.port}"
+    print(f"talkstream serving D-ID's /talks/streams at {base}/talks/streams", flush=True)
+    if generated:
+        print(f"API key (send as `Authorization: Basic <key>`): {keys[0]}", flush=True)
+    print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkstream", description="talkstream: D-ID-compatible streams")
     commands = parser.add_subparsers(dest="command", required=True)
+    srv = commands.add_parser("serve", help="run the embedded server (D-ID's streams API, real WebRTC)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument(
+        "--key", action="append", help="an API key to accept (repeatable; also TALKSTREAM_API_KEYS)"
+    )
+    srv.add_argument("--keys-file", help="a file with one API key per line")
+    srv.add_argument("--media-root", help="folder whose files may be used as file:// sources")
+    srv.add_argument(
+        "--ice-server", action="append", help="an ICE server URL handed to peers (default: none)"
+    )
+    srv.add_argument("--ice-host", action="append", help="an address the server offers as a host candidate")
+    srv.add_argument(
+        "--allow-local-urls", action="store_true", help="let source and audio URLs reach loopback"
+    )
     sim = commands.add_parser("simulate", help="drive one session through its life on the virtual clock")
     sim.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default 300)")
     states = commands.add_parser("states", help="print the transition table")
     states.add_argument("--mermaid", action="store_true", help="as a Mermaid state diagram")
     args = parser.parse_args(argv)
 
+    if args.command == "serve":
+        return serve(args)
     if args.command == "states":
         if args.mermaid:
             sys.stdout.write(mermaid_diagram())

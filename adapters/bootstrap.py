@@ -1,0 +1,82 @@
+"""Wiring: one function that builds the real server from its settings, and nothing at import time.
+
+Why it exists: the CLI, the tests and embedding services all need the same assembly (engine on the system
+clock, aiortc transport, avatar studio, stream service, aiohttp app); the parts are arguments, so tests can
+swap any of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import attrs
+from aiohttp import web
+from talkstream.avatar.fetch import Fetcher, FetchPolicy
+from talkstream.avatar.speech import TextToSpeech, default_tts
+from talkstream.avatar.studio import AvatarStudio
+from talkstream.engine.clock import Clock, SystemClock
+from talkstream.engine.ports import IceServerConfig
+from talkstream.engine.server import Limits, StreamService
+from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
+from talkstream.transports.aiortc_transport import AiortcServerTransport
+
+from .http_server import SERVICE, KeyRing, create_app
+
+__all__ = ["ServerSettings", "build_app"]
+
+_log = logging.getLogger("talkstream")
+
+
+@attrs.frozen(kw_only=True)
+class ServerSettings:
+    keys: tuple[str, ...]
+    ice_servers: tuple[IceServerConfig, ...] = ()
+    host_addresses: tuple[str, ...] | None = ("127.0.0.1",)
+    media_root: Path | None = None
+    fetch_policy: FetchPolicy = attrs.field(factory=FetchPolicy)
+    limits: Limits = attrs.field(factory=Limits)
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    strict_voices: bool = False
+
+
+def build_app(
+    settings: ServerSettings,
+    *,
+    clock: Clock | None = None,
+    tts: TextToSpeech | bool | None = True,
+    extra_routes: Sequence[web.RouteDef] = (),
+) -> web.Application:
+    """The server as an aiohttp app; its service, transport and studio live for the app's lifetime.
+
+    `tts`: True for the bundled engine when installed, None for none, or a provider of your own.
+    """
+    engine = SessionEngine(
+        clock=clock or SystemClock(),
+        idle_timeout=settings.idle_timeout,
+        connect_timeout=settings.connect_timeout,
+    )
+    transport = AiortcServerTransport(
+        ice_servers=settings.ice_servers, host_addresses=settings.host_addresses
+    )
+    speech = default_tts() if tts is True else (tts or None)
+    studio = AvatarStudio(
+        tts=speech,
+        fetcher=Fetcher(settings.fetch_policy),
+        media_root=settings.media_root,
+        strict_voices=settings.strict_voices,
+    )
+    service = StreamService(engine=engine, transport=transport, studio=studio, limits=settings.limits)
+    app = create_app(service, KeyRing(settings.keys), extra_routes=extra_routes)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        _log.info("text-to-speech: %s", speech.name if speech else "none (install talkstream[tts])")
+        yield
+        await app[SERVICE].aclose()
+        await transport.aclose()
+        await studio.aclose()
+
+    app.cleanup_ctx.append(lifetime)
+    return app

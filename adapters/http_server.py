@@ -1,0 +1,237 @@
+"""D-ID's ``/talks/streams`` API over HTTP, with aiohttp: the app factory and its middlewares.
+
+Why it exists: any client written for D-ID's streams (its browser demo included) must work against
+talkstream unchanged but for the base URL and key. This module is only the HTTP edge: it authenticates,
+parses bodies into `engine.messages`, calls `engine.server.StreamService`, and writes D-ID's answers and
+error bodies; every decision about streams is the service's.
+
+* Auth: ``Authorization: Basic <key>`` with the key as is (``user:password``, as D-ID's demo sends it) or
+  base64-encoded (standard Basic), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
+  the key that made it; the owner recorded is a digest of the key, which is never logged.
+* Errors: every `TalkstreamError` becomes ``{"kind", "description", "details"?}`` with its status and
+  headers (``Retry-After`` on 429, ``WWW-Authenticate`` on 401); unknown routes and methods answer in the
+  same shape; anything unexpected is logged and answered as 500 ``InternalServerError``.
+* CORS for pages on other origins (D-ID's demo runs on its own little server), preflight included.
+* One log line per request, with the stream id when there is one.
+
+What it must never do: log a key, let an exception out as an HTML page, or hold stream state of its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from talkstream.engine.errors import (
+    AuthorizationError,
+    InternalServerError,
+    NotFoundError,
+    RequestError,
+    TalkstreamError,
+    ValidationError,
+)
+from talkstream.engine.messages import (
+    CreateStreamRequest,
+    DeleteRequest,
+    IceCandidateRequest,
+    SdpRequest,
+    TalkRequest,
+)
+from talkstream.engine.server import StreamService
+
+__all__ = ["OWNER", "SERVICE", "KeyRing", "create_app"]
+
+_log = logging.getLogger("talkstream.http")
+
+SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)
+OWNER = "talkstream.owner"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "600",
+}
+
+
+class KeyRing:
+    """The API keys a server accepts; looks a presented key up in constant time per key."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._keys = [k.encode() for k in keys if k]
+        if not self._keys:
+            raise ValueError("at least one API key is needed")
+
+    def owner(self, authorization: str | None) -> str:
+        """The owner id for an Authorization header, or raise 401."""
+        presented = _presented_key(authorization)
+        if presented is not None:
+            candidate = presented.encode()
+            matched = False
+            for key in self._keys:  # no early exit: the time does not tell which key matched
+                matched |= hmac.compare_digest(candidate, key)
+            if matched:
+                return "key_" + hashlib.sha256(candidate).hexdigest()[:16]
+        raise AuthorizationError()
+
+
+KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
+
+
+def _presented_key(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value
+    if scheme.lower() != "basic" or not value:
+        return None
+    if ":" in value:
+        return value  # D-ID's demo sends `Basic user:password` as is
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return value  # a key without a colon, sent as is
+    return decoded if ":" in decoded else value
+
+
+def _error_response(error: TalkstreamError) -> web.Response:
+    return web.json_response(error.to_body(), status=error.status, headers=error.headers())
+
+
+@web.middleware
+async def _cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    origin = request.headers.get("Origin")
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # already answered by _errors for API paths
+            response = exc
+    response.headers["Access-Control-Allow-Origin"] = origin or "*"
+    if origin:
+        response.headers["Vary"] = "Origin"
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    stream_id = request.match_info.get("id", "-")
+    try:
+        response = await handler(request)
+    except TalkstreamError as exc:
+        response = _error_response(exc)
+    except web.HTTPNotFound:
+        response = _error_response(NotFoundError("no such route"))
+    except web.HTTPMethodNotAllowed as exc:
+        response = _error_response(NotFoundError(f"{request.method} is not allowed here"))
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+    except web.HTTPRequestEntityTooLarge:
+        response = _error_response(RequestError("request body too large"))
+    except web.HTTPException:
+        raise
+    except Exception:
+        _log.exception("%s %s failed", request.method, request.path)
+        response = _error_response(InternalServerError())
+    _log.info(
+        "%s %s %s -> %d (%.1f ms)",
+        request.method,
+        request.path,
+        stream_id,
+        response.status,
+        (time.perf_counter() - started) * 1000,
+    )
+    return response
+
+
+async def _body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValidationError("body", "must be valid JSON") from exc
+
+
+def _owner(request: web.Request) -> str:
+    return request.app[KEYS].owner(request.headers.get("Authorization"))
+
+
+async def create_stream(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    message = CreateStreamRequest.from_json(await _body(request))
+    response = await request.app[SERVICE].create(owner, message)
+    return web.json_response(response.to_json(), status=201)
+
+
+async def post_sdp(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    message = SdpRequest.from_json(await _body(request))
+    response = await request.app[SERVICE].answer(owner, request.match_info["id"], message)
+    return web.json_response(response.to_json())
+
+
+async def post_ice(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    message = IceCandidateRequest.from_json(await _body(request))
+    response = await request.app[SERVICE].candidate(owner, request.match_info["id"], message)
+    return web.json_response(response.to_json())
+
+
+async def post_talk(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    message = TalkRequest.from_json(await _body(request))
+    response = await request.app[SERVICE].talk(owner, request.match_info["id"], message)
+    return web.json_response(response.to_json())
+
+
+async def delete_stream(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    message = DeleteRequest.from_json(await _body(request))
+    response = await request.app[SERVICE].delete(owner, request.match_info["id"], message)
+    return web.json_response(response.to_json())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    import yaml
+
+    spec = yaml.safe_load(SPEC_PATH.read_text())
+    return web.json_response(spec)
+
+
+def create_app(
+    service: StreamService, keys: KeyRing, *, extra_routes: Iterable[web.RouteDef] = ()
+) -> web.Application:
+    """The streams API as an aiohttp application (the service's lifetime is the caller's)."""
+    app = web.Application(middlewares=[_cors, _errors], client_max_size=1024 * 1024)
+    app[SERVICE] = service
+    app[KEYS] = keys
+    app.add_routes(
+        [
+            web.post("/talks/streams", create_stream),
+            web.post("/talks/streams/{id}/sdp", post_sdp),
+            web.post("/talks/streams/{id}/ice", post_ice),
+            web.post("/talks/streams/{id}", post_talk),
+            web.delete("/talks/streams/{id}", delete_stream),
+            web.get("/openapi.json", openapi),
+            *extra_routes,
+        ]
+    )
+    return app

@@ -1,0 +1,404 @@
+"""The server's driver: D-ID's five stream operations over sessions, peers, faces and speech.
+
+Why it exists: the HTTP adapter parses requests into messages and calls one method per operation here;
+this service owns the live streams and drives each one's session through the state machine:
+
+* create makes the peer and its offer (``offer_sent``); sdp applies the answer (``answer_received``);
+  ice adds candidates, which the peer buffers until the answer (``candidate_received``); talk prepares
+  the speech first, then queues the talk (``talk_requested``); delete closes (``delete_requested``).
+* The order of every operation is: find the stream (another key's is "not found"), check the session
+  id, check the state allows the input, do the work that can fail on bad input, and only then apply the
+  input. So a rejected request changes nothing.
+* Each stream has one player task that plays queued talks in order, in real time on the engine's clock:
+  ``stream/started`` on the data channel, then audio and video frames on one timeline, then
+  ``stream/done``. With no talk queued nothing is sent.
+* Timers (idle expiry, connect timeout) live in the session; peer reports (ICE connected, failed,
+  closed) arrive as inputs through a queue task, never inside aiortc's callbacks. Whatever closes a
+  session, the service then stops its player and closes its peer.
+
+What it must never do: import a backend (it talks to ports), block the loop (faces and speech are made
+in a thread), or let one key reach another key's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+from typing import Protocol
+
+import attrs
+import numpy as np
+
+from .clock import run_with_timeout
+from .errors import IllegalTransition, NotFoundError, RateLimitedError, SessionError, TalkstreamError
+from .events import SessionClosed, SessionEvent, StateChanged
+from .messages import (
+    AudioScript,
+    CreateStreamRequest,
+    CreateStreamResponse,
+    DeleteRequest,
+    IceCandidateRequest,
+    IceServer,
+    SdpRequest,
+    SessionDescription,
+    StatusResponse,
+    TalkRequest,
+    TalkResponse,
+    TextScript,
+)
+from .ports import (
+    AUDIO_FRAME_SAMPLES,
+    VIDEO_FPS,
+    Face,
+    PeerOptions,
+    ServerPeer,
+    ServerTransport,
+    Speech,
+    VideoCodec,
+)
+from .session import SessionEngine, StreamSession
+from .states import Input, State
+
+__all__ = ["Limits", "Stream", "StreamService", "Studio"]
+
+_log = logging.getLogger("talkstream.server")
+
+FRAME_SECONDS = 1.0 / VIDEO_FPS
+AUDIO_PER_VIDEO = 2  # two 20 ms audio frames per 40 ms video frame
+WARMUP_SECONDS = 2.0
+
+
+class Studio(Protocol):
+    """Makes a stream's face from its create request, and a talk's speech from its script."""
+
+    async def face(self, request: CreateStreamRequest) -> Face: ...
+
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> Speech: ...
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Live streams allowed per key and in all; `retry_after` is what a 429 tells the client to wait."""
+
+    streams_per_key: int = 10
+    streams_total: int = 100
+    queued_talks: int = 20
+    retry_after: float = 10.0
+    ice_grace: float = 3.0  # how long a talk that arrives while ICE is still finishing waits for it
+
+
+@attrs.define(eq=False)
+class _Talk:
+    video_id: str
+    speech: Speech
+
+
+@attrs.define(eq=False)
+class Stream:
+    """One live stream: its session, peer and face, and the talks waiting to play."""
+
+    session: StreamSession
+    peer: ServerPeer
+    face: Face
+    warmup: bool
+    talks: asyncio.Queue[_Talk] = attrs.field(factory=asyncio.Queue)
+    player: asyncio.Task[None] | None = None
+    reports: asyncio.Queue[tuple[Input, str]] = attrs.field(factory=asyncio.Queue)
+    reporter: asyncio.Task[None] | None = None
+    closing: asyncio.Task[None] | None = None
+
+
+def new_video_id() -> str:
+    return "tlk_" + secrets.token_urlsafe(12)
+
+
+class StreamService:
+    """The five operations, per key. One instance per server; `aclose` closes every stream."""
+
+    def __init__(
+        self,
+        *,
+        engine: SessionEngine,
+        transport: ServerTransport,
+        studio: Studio,
+        limits: Limits | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = engine.clock
+        self.transport = transport
+        self.studio = studio
+        self.limits = limits or Limits()
+        self._rng = rng or random.Random()
+        self._streams: dict[str, Stream] = {}
+        self._per_key: dict[str, int] = {}
+
+    # -- the five operations ------------------------------------------------------------------------------
+
+    async def create(self, owner: str, request: CreateStreamRequest) -> CreateStreamResponse:
+        if self._per_key.get(owner, 0) >= self.limits.streams_per_key:
+            raise RateLimitedError("too many live streams for this key", retry_after=self.limits.retry_after)
+        if len(self._streams) >= self.limits.streams_total:
+            raise RateLimitedError(
+                "the server holds its maximum of live streams", retry_after=self.limits.retry_after
+            )
+        self._per_key[owner] = self._per_key.get(owner, 0) + 1  # held while the face is made
+        try:
+            face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
+            timeout = request.session_timeout
+            idle = min(timeout, self.engine.idle_timeout) if timeout else None
+            session = self.engine.open(owner, idle_timeout=idle)
+        except BaseException:
+            self._release_slot(owner)
+            raise
+        codec: VideoCodec = "h264" if request.compatibility_mode == "off" else "vp8"
+        stream_id = session.stream_id
+        reports: asyncio.Queue[tuple[Input, str]] = asyncio.Queue()
+        peer = self.transport.create_peer(
+            stream_id, PeerOptions(video_codec=codec), lambda inp, detail: reports.put_nowait((inp, detail))
+        )
+        stream = Stream(
+            session=session, peer=peer, face=face, warmup=bool(request.stream_warmup), reports=reports
+        )
+        self._streams[stream_id] = stream
+        session.subscribe(lambda event: self._on_event(stream, event))
+        stream.reporter = asyncio.ensure_future(self._consume_reports(stream))
+        try:
+            sdp = await peer.make_offer()
+            await session.apply(Input.OFFER_SENT)
+        except BaseException:
+            await session.close(Input.ERROR)
+            await self._finish(stream)
+            raise
+        _log.info("%s created for %s (%s, %dx%d)", stream_id, owner, codec, face.width, face.height)
+        return CreateStreamResponse(
+            id=stream_id,
+            session_id=session.session_id,
+            offer=SessionDescription(type="offer", sdp=sdp),
+            ice_servers=tuple(
+                IceServer(
+                    urls=s.urls if len(s.urls) != 1 else s.urls[0],
+                    username=s.username,
+                    credential=s.credential,
+                )
+                for s in self.transport.ice_servers
+            ),
+        )
+
+    async def answer(self, owner: str, stream_id: str, request: SdpRequest) -> StatusResponse:
+        stream = self._find(owner, stream_id, request.session_id)
+        self._check(stream.session, Input.ANSWER_RECEIVED)
+        await stream.peer.apply_answer(request.answer.sdp)
+        await stream.session.apply(Input.ANSWER_RECEIVED)
+        return StatusResponse(status="success")
+
+    async def candidate(self, owner: str, stream_id: str, request: IceCandidateRequest) -> StatusResponse:
+        stream = self._find(owner, stream_id, request.session_id)
+        self._check(stream.session, Input.CANDIDATE_RECEIVED)
+        candidate = None if request.end_of_candidates else request.candidate
+        await stream.peer.add_candidate(candidate, request.sdp_mid, request.sdp_m_line_index)
+        await stream.session.apply(Input.CANDIDATE_RECEIVED)
+        return StatusResponse(status="success")
+
+    async def talk(self, owner: str, stream_id: str, request: TalkRequest) -> TalkResponse:
+        stream = self._find(owner, stream_id, request.session_id)
+        session = stream.session
+        if session.state is State.ICE:
+            # The client saw ICE connect; our side reports it a moment later. Give it that moment.
+            await self._await_state_change(session, self.limits.ice_grace)
+        self._check(session, Input.TALK_REQUESTED)
+        if stream.talks.qsize() >= self.limits.queued_talks:
+            raise RateLimitedError(
+                "too many talks queued on this stream", retry_after=self.limits.retry_after
+            )
+        pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
+        speech = await self.studio.speech(request.script, pad_audio=pad)
+        await session.apply(Input.TALK_REQUESTED)
+        talk = _Talk(video_id=new_video_id(), speech=speech)
+        stream.talks.put_nowait(talk)
+        if stream.player is None or stream.player.done():
+            stream.player = asyncio.ensure_future(self._play(stream))
+        _log.info("%s talk %s queued (%.2f s)", stream_id, talk.video_id, speech.duration)
+        return TalkResponse(
+            status="started", session_id=session.session_id, video_id=talk.video_id, duration=speech.duration
+        )
+
+    async def delete(self, owner: str, stream_id: str, request: DeleteRequest) -> StatusResponse:
+        stream = self._find(owner, stream_id, request.session_id)
+        await stream.session.close(Input.DELETE_REQUESTED)
+        await self._finish(stream)
+        return StatusResponse(status="success")
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def get(self, owner: str, stream_id: str) -> Stream | None:
+        stream = self._streams.get(stream_id)
+        return stream if stream is not None and stream.session.owner == owner else None
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    async def aclose(self) -> None:
+        """Close every stream; a client in the middle of a talk hears ``stream/error`` first."""
+        streams = list(self._streams.values())
+        for stream in streams:
+            if stream.session.state is State.TALKING:
+                self._send(
+                    stream,
+                    "stream/error",
+                    {"kind": "ServiceUnavailable", "description": "server shutting down"},
+                )
+        await asyncio.gather(*(s.session.close(Input.DELETE_REQUESTED) for s in streams))
+        await asyncio.gather(*(self._finish(s) for s in streams))
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _find(self, owner: str, stream_id: str, session_id: str | None) -> Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.session.owner != owner or stream.session.closed:
+            raise NotFoundError(f"stream {stream_id} not found")
+        if session_id is None or not secrets.compare_digest(
+            session_id.encode(), stream.session.session_id.encode()
+        ):
+            raise SessionError()
+        return stream
+
+    async def _await_state_change(self, session: StreamSession, within: float) -> None:
+        changed = asyncio.Event()
+        subscription = session.subscribe(
+            lambda event: changed.set() if isinstance(event, StateChanged) else None
+        )
+        try:
+            await run_with_timeout(self.clock, within, changed.wait())
+        except TimeoutError:
+            pass
+        finally:
+            subscription.cancel()
+
+    @staticmethod
+    def _check(session: StreamSession, inp: Input) -> None:
+        if not session.allows(inp):
+            raise IllegalTransition(session.state, inp)
+
+    def _release_slot(self, owner: str) -> None:
+        left = self._per_key.get(owner, 0) - 1
+        if left > 0:
+            self._per_key[owner] = left
+        else:
+            self._per_key.pop(owner, None)
+
+    def _send(self, stream: Stream, subject: str, payload: object | None = None) -> None:
+        text = subject if payload is None else f"{subject}:{json.dumps(payload, separators=(',', ':'))}"
+        stream.peer.send_message(text)
+
+    def _on_event(self, stream: Stream, event: SessionEvent) -> None:
+        # A subscriber must not await: log, and hand anything slow to a task.
+        if isinstance(event, StateChanged):
+            _log.info(
+                "%s %s -> %s (%s)", event.stream_id, event.old.value, event.new.value, event.input.value
+            )
+            if event.new is State.CONNECTED and event.old is State.ICE and stream.warmup:
+                stream.player = asyncio.ensure_future(self._play(stream, warmup=True))
+        elif isinstance(event, SessionClosed) and stream.closing is None:
+            stream.closing = asyncio.ensure_future(self._finish(stream))
+
+    async def _consume_reports(self, stream: Stream) -> None:
+        while True:
+            inp, detail = await stream.reports.get()
+            _log.info("%s transport: %s (%s)", stream.session.stream_id, inp.value, detail)
+            try:
+                await stream.session.apply(inp)
+            except IllegalTransition as exc:
+                _log.debug("%s: %s", stream.session.stream_id, exc)
+
+    async def _finish(self, stream: Stream) -> None:
+        """Free everything a closed stream holds; idempotent."""
+        stream_id = stream.session.stream_id
+        if self._streams.get(stream_id) is not stream:
+            return
+        del self._streams[stream_id]
+        self._release_slot(stream.session.owner)
+        current = asyncio.current_task()
+        for task in (stream.player, stream.reporter):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        await stream.peer.close()
+        for task in (stream.player, stream.reporter):
+            if task is not None and task is not current:
+                await asyncio.gather(task, return_exceptions=True)
+        reason = stream.session.close_reason
+        _log.info("%s closed (%s)", stream_id, reason.value if reason else "?")
+
+    # -- playing ---------------------------------------------------------------------------------------
+
+    async def _play(self, stream: Stream, *, warmup: bool = False) -> None:
+        session = stream.session
+        if warmup:
+            frames = round(WARMUP_SECONDS * VIDEO_FPS)
+            silence = Speech(
+                pcm=np.zeros(frames * AUDIO_PER_VIDEO * AUDIO_FRAME_SAMPLES, np.int16),
+                openness=np.zeros(frames, np.float32),
+            )
+            await self._stream_speech(stream, silence)
+            self._send(stream, "stream/ready")
+        while not stream.talks.empty():
+            talk = stream.talks.get_nowait()
+            self._send(stream, "stream/started", {"metadata": {"videoId": talk.video_id}})
+            try:
+                await session.apply(Input.TALK_STARTED)
+                await self._stream_speech(stream, talk.speech)
+            except asyncio.CancelledError:
+                raise
+            except TalkstreamError as exc:
+                self._send(
+                    stream,
+                    "stream/error",
+                    {"kind": exc.kind, "description": exc.description, "videoId": talk.video_id},
+                )
+            else:
+                self._send(stream, "stream/done")
+            if session.closed:
+                return
+            await session.finish_talk()
+
+    async def _stream_speech(self, stream: Stream, speech: Speech) -> None:
+        """Send `speech` with the face's frames in real time; audio and video on one timeline."""
+        peer, face, clock = stream.peer, stream.face, self.clock
+        start_clock = clock.now()
+        start_media = peer.media_time()
+        blink_at = self._next_blink(0)
+        pcm = speech.pcm
+        audio_frames = -(-len(pcm) // AUDIO_FRAME_SAMPLES)
+        video_frames = max(speech.frames, -(-audio_frames // AUDIO_PER_VIDEO))
+        for k in range(video_frames):
+            due = start_clock + k * FRAME_SECONDS
+            delay = due - clock.now()
+            if delay > 0:
+                await clock.sleep(delay)
+            at = start_media + k * FRAME_SECONDS
+            openness = float(speech.openness[k]) if k < speech.frames else 0.0
+            blink = _blink(k - blink_at)
+            if k - blink_at > 6:
+                blink_at = self._next_blink(k)
+            await peer.send_video(face.frame(openness, blink), at)
+            for j in range(AUDIO_PER_VIDEO):
+                index = k * AUDIO_PER_VIDEO + j
+                if index >= audio_frames:
+                    break
+                chunk = pcm[index * AUDIO_FRAME_SAMPLES : (index + 1) * AUDIO_FRAME_SAMPLES]
+                if len(chunk) < AUDIO_FRAME_SAMPLES:
+                    chunk = np.concatenate([chunk, np.zeros(AUDIO_FRAME_SAMPLES - len(chunk), np.int16)])
+                await peer.send_audio(chunk, at + j * AUDIO_FRAME_SAMPLES / 48_000)
+
+    def _next_blink(self, frame: int) -> int:
+        return frame + self._rng.randint(3 * VIDEO_FPS, 5 * VIDEO_FPS)
+
+
+_BLINK = (0.35, 1.0, 1.0, 0.5)
+
+
+def _blink(offset: int) -> float:
+    return _BLINK[offset] if 0 <= offset < len(_BLINK) else 0.0

@@ -1,0 +1,204 @@
+"""The avatar on its own: portrait checks, face features, animation, speech timing, URL decisions."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from talkstream.avatar.animator import Animator
+from talkstream.avatar.fetch import Fetcher, FetchPolicy, address_allowed
+from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, load_portrait
+from talkstream.avatar.speech import (
+    RATE,
+    decode_audio,
+    mouth_track,
+    sniff_audio_format,
+    speech_from_pcm,
+    ssml_segments,
+)
+from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
+
+
+@pytest.fixture(scope="module")
+def portrait():  # type: ignore[no-untyped-def]
+    return load_portrait(bundled_portrait_bytes())
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
+
+
+def test_bundled_portrait_has_a_face_eyes_and_mouth_where_they_are(portrait) -> None:  # type: ignore[no-untyped-def]
+    face = portrait.face
+    assert 150 < face.x < 210 and 40 < face.y < 100 and 70 < face.w < 130
+    left, right = portrait.eyes
+    assert left.x < right.x and face.y < left.y < face.y + face.h / 2
+    mouth = portrait.mouth
+    # The mouth of the astronaut portrait: lips between y=138 and 152, centred near x=223.
+    assert 136 <= mouth.y + mouth.h / 2 <= 152
+    assert abs(mouth.x + mouth.w / 2 - 223) < 12
+
+
+def test_image_size_reads_headers_only() -> None:
+    assert image_size(png_header(640, 480)) == ("png", 640, 480)
+    with pytest.raises(UnsupportedMediaTypeError):
+        image_size(b"GIF89a....")
+    with pytest.raises(UnsupportedMediaTypeError):
+        image_size(b"%PDF-1.4")
+
+
+def test_pixel_cap_checked_before_decoding() -> None:
+    huge = png_header(100_000, 100_000) + b"\x00" * 64  # would be 30 GB decoded
+    with pytest.raises(BadRequestError, match="pixels"):
+        load_portrait(huge)
+
+
+def test_no_face_is_a_clear_400_unless_told_where() -> None:
+    blank = cv2.imencode(".png", np.full((200, 200, 3), 180, np.uint8))[1].tobytes()
+    with pytest.raises(BadRequestError, match="no face"):
+        load_portrait(blank)
+    told = load_portrait(blank, face=Box(50, 50, 100, 100))
+    assert told.face == Box(50, 50, 100, 100)
+
+
+def test_still_frame_is_the_photo_and_only_the_face_moves(portrait) -> None:  # type: ignore[no-untyped-def]
+    animator = Animator(portrait, resolution=512)
+    h, w = animator.height, animator.width
+    assert (w, h) == (512, 512)
+    still = animator.still()
+    assert still.shape == (h * 3 // 2, w)
+    assert np.array_equal(animator.frame(0.0, 0.0), still)
+    open_mouth = animator.frame(1.0, 0.0).astype(np.int16)
+    changed = np.argwhere(np.abs(open_mouth[:h] - still[:h]) > 3)
+    assert len(changed) > 200, "the mouth did not open"
+    (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+    face = portrait.face
+    assert face.x - 10 <= x0 and x1 <= face.x + face.w + 10, "pixels moved outside the face"
+    assert face.y + face.h / 2 <= y0 and y1 <= face.y + face.h * 1.2
+    blink = np.argwhere(np.abs(animator.frame(0.0, 1.0).astype(np.int16)[:h] - still[:h]) > 3)
+    assert len(blink) > 20 and blink[:, 0].max() < face.y + face.h / 2, "the blink is not in the eyes"
+
+
+def test_openness_is_monotonic_in_the_mouth_region(portrait) -> None:  # type: ignore[no-untyped-def]
+    animator = Animator(portrait, resolution=512)
+    still = animator.still().astype(np.int16)
+    amounts = [np.abs(animator.frame(o).astype(np.int16) - still).sum() for o in (0.2, 0.5, 1.0)]
+    assert amounts[0] < amounts[1] < amounts[2]
+
+
+@pytest.mark.parametrize(("resolution", "stitch"), [(256, True), (512, False), (1280, True), (150, False)])
+def test_sizes_are_even_and_bounded(portrait, resolution: int, stitch: bool) -> None:  # type: ignore[no-untyped-def]
+    animator = Animator(portrait, resolution=resolution, stitch=stitch)
+    assert max(animator.width, animator.height) <= resolution
+    assert animator.width % 2 == 0 and animator.height % 2 == 0
+    assert animator.frame(0.7, 0.5).shape == (animator.height * 3 // 2, animator.width)
+
+
+def test_mouth_follows_loudness_frame_by_frame() -> None:
+    t = np.arange(RATE) / RATE
+    loud = (np.sin(2 * np.pi * 200 * t) * 16000).astype(np.int16)
+    pcm = np.concatenate([loud[: RATE // 2], np.zeros(RATE // 2, np.int16), loud[: RATE // 2]])
+    track = mouth_track(pcm)
+    assert len(track) == 38  # 1.5 s at 25 frames per second, the last one partial
+    assert track[5:12].min() > 0.6, "open while loud"
+    assert track[18:24].max() < 0.05, "closed in silence"
+    assert track[30:36].min() > 0.6
+    assert mouth_track(np.zeros(RATE, np.int16)).max() == 0.0
+
+
+def test_pad_audio_adds_silence() -> None:
+    speech = speech_from_pcm(np.ones(RATE, np.int16) * 5000, pad_seconds=2.0)
+    assert speech.duration == pytest.approx(3.0)
+    assert speech.frames == 75
+
+
+def test_ssml_breaks_and_stripped_tags() -> None:
+    assert ssml_segments('<speak>Hello <emphasis>there</emphasis><break time="500ms"/>you</speak>') == [
+        "Hello  there",
+        0.5,
+        "you",
+    ]
+    assert ssml_segments('a<break time="2s"/>b<break strength="strong"/>c<break time="99s"/>') == [
+        "a",
+        2.0,
+        "b",
+        0.75,
+        "c",
+        10.0,
+    ]
+
+
+def test_audio_formats_are_sniffed_and_whitelisted() -> None:
+    assert sniff_audio_format(b"RIFF\x00\x00\x00\x00WAVEfmt ") == "wav"
+    assert sniff_audio_format(b"fLaC\x00") == "flac"
+    assert sniff_audio_format(b"\x00\x00\x00\x20ftypM4A ") == "mp4"
+    assert sniff_audio_format(b"ID3\x04\x00") == "mp3"
+    for junk in (b"OggS\x00\x02", b"<html>", b"\x1a\x45\xdf\xa3"):
+        with pytest.raises(UnsupportedMediaTypeError):
+            sniff_audio_format(junk)
+    with pytest.raises(UnsupportedMediaTypeError):
+        decode_audio(b"RIFF\x00\x00\x00\x00WAVEgarbage that is not a wav file at all")
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),
+        ("224.0.0.251", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("fc00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 form of 169.254.169.254
+        ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo around 127.0.0.1 (client obfuscated)
+    ],
+)
+def test_address_decisions(address: str, allowed: bool) -> None:
+    assert address_allowed(ipaddress.ip_address(address)) is allowed
+
+
+def test_allow_list_admits_loopback_for_local_use() -> None:
+    local = FetchPolicy.local()
+    assert address_allowed(ipaddress.ip_address("127.0.0.1"), local.allow_networks)
+    assert not address_allowed(ipaddress.ip_address("10.0.0.1"), local.allow_networks)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "ftp://example.com/a.png",
+        "https://user:pw@example.com/a.png",
+        "https://example.com:22/a.png",
+        "http://127.0.0.1/a.png",
+        "http://[::1]/a.png",
+        "http://169.254.169.254/latest/meta-data",
+        "https://",
+        "http://[::ffff:10.0.0.1]/",
+    ],
+)
+def test_url_forms_refused_before_any_connection(url: str) -> None:
+    with pytest.raises(BadRequestError):
+        Fetcher().check_url(url)
