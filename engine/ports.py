@@ -86,7 +86,11 @@ class ServerPeer(Protocol):
         ...
 
     def send_message(self, text: str) -> int:
-        """Send `text` on every open data channel; return on how many it went."""
+        """Send `text` on every open data channel; return on how many it went (0: kept until one opens)."""
+        ...
+
+    async def ready(self, within: float) -> bool:
+        """Wait at most `within` seconds until media and messages can flow; say whether they can."""
         ...
 
     async def send_video(self, frame: VideoFrame, at: float) -> None:

@@ -110,6 +110,11 @@ class Stream:
     reporter: asyncio.Task[None] | None = None
     closing: asyncio.Task[None] | None = None
 
+    async def wait_closed(self) -> None:
+        """Wait until a closed stream has freed its peer and tasks."""
+        if self.closing is not None:
+            await asyncio.shield(self.closing)
+
 
 def new_video_id() -> str:
     return "tlk_" + secrets.token_urlsafe(12)
@@ -241,6 +246,10 @@ class StreamService:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def streams(self) -> list[Stream]:
+        """The live streams (for operators and tests; callers must not change them)."""
+        return list(self._streams.values())
+
     async def aclose(self) -> None:
         """Close every stream; a client in the middle of a talk hears ``stream/error`` first."""
         streams = list(self._streams.values())
@@ -336,6 +345,10 @@ class StreamService:
 
     async def _play(self, stream: Stream, *, warmup: bool = False) -> None:
         session = stream.session
+        # ICE can report connected a moment before DTLS and the data channel are up: frames and
+        # messages sent before then would be lost.
+        if not await stream.peer.ready(self.limits.ice_grace):
+            _log.warning("%s: no data channel open; playing anyway", session.stream_id)
         if warmup:
             frames = round(WARMUP_SECONDS * VIDEO_FPS)
             silence = Speech(

@@ -47,6 +47,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
+
 from talkstream.engine.errors import BadRequestError, TransportError
 from talkstream.engine.ports import (
     AUDIO_FRAME_SAMPLES,
@@ -160,6 +161,8 @@ class AiortcServerPeer:
         self._video = _VideoOut()
         self._audio = _AudioOut()
         self._channels: list[RTCDataChannel] = []
+        self._unsent: list[str] = []  # messages sent before any channel was open
+        self._ready = asyncio.Event()  # DTLS up and a data channel open: media and messages flow
         self._pending: list[tuple[str, str | None, int | None]] = []
         self._pending_end = False
         self._answered = False
@@ -174,7 +177,20 @@ class AiortcServerPeer:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         _log.debug("%s: client opened data channel %r", self.stream_id, channel.label)
+        self._add_channel(channel)
+
+    def _add_channel(self, channel: RTCDataChannel) -> None:
         self._channels.append(channel)
+        if channel.readyState == "open":
+            self._channel_open()
+        else:
+            channel.once("open", self._channel_open)
+
+    def _channel_open(self) -> None:
+        self._ready.set()
+        unsent, self._unsent = self._unsent, []
+        for text in unsent:
+            self.send_message(text)
 
     def _on_ice_state(self) -> None:
         state = self._pc.iceConnectionState
@@ -204,7 +220,7 @@ class AiortcServerPeer:
         preferred = [c for c in codecs if c.mimeType.lower() == wanted]
         if preferred:
             video.setCodecPreferences(preferred + [c for c in codecs if c.mimeType.lower() == "video/rtx"])
-        self._channels.append(pc.createDataChannel(self._options.channel_label))
+        self._add_channel(pc.createDataChannel(self._options.channel_label))
         try:
             addresses = self._transport.host_addresses
             with offered_host_addresses(addresses) if addresses is not None else contextlib.nullcontext():
@@ -274,7 +290,16 @@ class AiortcServerPeer:
             if channel.readyState == "open":
                 channel.send(text)
                 sent += 1
+        if not sent and not self._closed and len(self._unsent) < 64:
+            self._unsent.append(text)  # delivered when the first channel opens
         return sent
+
+    async def ready(self, within: float) -> bool:
+        """Wait (at most `within` seconds) until a data channel is open, so DTLS is up and media flows."""
+        if not self._ready.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), within)
+        return self._ready.is_set()
 
     def media_time(self) -> float:
         return asyncio.get_running_loop().time() - self._epoch

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+
 from talkstream.transports.aiortc_transport import offered_host_addresses
 
-from .conftest import Api
+from .conftest import Api, loud_quiet_loud
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -165,5 +167,89 @@ async def test_text_talk_streams_a_talking_face_with_sound(api: Api, server: Any
         assert max(np.abs(a).max() for _, a in peer.audio) > 1000, "the audio is silent"
         motion = mouth_motion(during, during[0][1])
         assert motion.max() > 8.0, "the mouth never moved"
+    finally:
+        await peer.close()
+
+
+async def test_audio_talk_mouth_moves_with_sound_and_rests_in_silence(
+    api: Api, media_server: Callable[[str, bytes, str], Awaitable[str]]
+) -> None:
+    url = await media_server("speech.wav", loud_quiet_loud(), "audio/wav")
+    peer = Peer(own_channel=False)  # an older client: listens on the channel the offer brings
+    try:
+        stream_id, session_id = await connect(api, peer)
+        status, talk, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}",
+            {
+                "script": {"type": "audio", "audio_url": url},
+                "config": {"pad_audio": 0.4},
+                "session_id": session_id,
+            },
+        )
+        assert status == 200, talk
+        assert talk["duration"] == pytest.approx(2.8, abs=0.05)
+        started = await peer.wait_message("stream/started")
+        done = await peer.wait_message("stream/done", within=20)
+        frames = [f for f in peer.video if started - 0.5 <= f[0] <= done + 0.5]
+        assert len(frames) >= 50
+        # Frames arrive in order at 25 fps: index k shows media time k * 40 ms from the talk's start.
+        reference = frames[-1][1]  # the padding at the end: mouth closed
+        motion = mouth_motion(frames, reference)
+        loud = np.concatenate([motion[4:16], motion[44:56]])
+        quiet = motion[26:36]
+        assert loud.mean() > 3 * max(quiet.mean(), 1.0), (loud.mean(), quiet.mean())
+        assert quiet.max() < 6.0, "the mouth moved in silence"
+    finally:
+        await peer.close()
+
+
+async def test_talks_queue_in_order_and_nothing_is_sent_between_them(api: Api) -> None:
+    peer = Peer()
+    try:
+        stream_id, session_id = await connect(api, peer)
+        ids = []
+        for text in ("First talk here.", "And the second one."):
+            status, talk, _ = await api.call(
+                "POST",
+                f"/talks/streams/{stream_id}",
+                {"script": {"type": "text", "input": text}, "session_id": session_id},
+            )
+            assert status == 200, talk
+            ids.append(talk["video_id"])
+        while [m for _, m in peer.messages].count("stream/done") < 2:
+            await peer.wait_message("stream/done")
+            peer.message_arrived.clear()
+            await asyncio.wait_for(peer.message_arrived.wait(), 20)
+        subjects = peer.subjects()
+        assert subjects == ["stream/started", "stream/done", "stream/started", "stream/done"]
+        started = [
+            json.loads(m.split(":", 1)[1])["metadata"]["videoId"]
+            for _, m in peer.messages
+            if m.startswith("stream/started")
+        ]
+        assert started == ids
+        # Idle now: no video for a while after the last talk (allow the frames in flight to land).
+        last_done = peer.messages[-1][0]
+        count = len(peer.video)
+        await asyncio.sleep(0.6)
+        assert len(peer.video) - count <= 2
+        assert all(at <= last_done + 0.3 for at, _ in peer.video)
+    finally:
+        await peer.close()
+
+
+async def test_delete_closes_the_peer_and_frees_the_stream(api: Api, server: Any) -> None:
+    from talkstream.adapters.http_server import SERVICE
+
+    service = server.app[SERVICE]
+    peer = Peer()
+    try:
+        stream_id, session_id = await connect(api, peer)
+        assert len(service) == 1 and service.transport.live_peers == 1
+        status, body, _ = await api.call("DELETE", f"/talks/streams/{stream_id}", {"session_id": session_id})
+        assert (status, body) == (200, {"status": "success"})
+        assert len(service) == 0 and service.transport.live_peers == 0
+        assert len(service.engine) == 0
     finally:
         await peer.close()

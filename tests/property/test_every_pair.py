@@ -11,6 +11,7 @@ from collections import deque
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from talkstream.engine import IllegalTransition, Input, SessionEngine, State, StreamSession, VirtualClock
 from talkstream.engine.states import CLOSING_INPUTS, TRANSITIONS
 

@@ -16,6 +16,7 @@ from typing import Any, cast
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
 from talkstream.engine import IllegalTransition, Input, SessionEngine, State, VirtualClock
 from talkstream.engine.states import CLOSING_INPUTS, MESSAGE_INPUTS, TRANSITIONS, CloseReason
 

@@ -9,6 +9,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+
 from talkstream.avatar.animator import Animator
 from talkstream.avatar.fetch import Fetcher, FetchPolicy, address_allowed
 from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, load_portrait

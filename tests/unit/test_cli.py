@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from talkstream.adapters.cli import main
 from talkstream.engine.states import TRANSITIONS, mermaid_diagram
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+
 from talkstream.engine.clock import Clock, SystemClock, Timer, VirtualClock, run_with_timeout
 
 pytestmark = pytest.mark.asyncio

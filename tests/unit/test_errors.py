@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from talkstream.engine import errors as e
 from talkstream.engine.states import Input, State
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from talkstream.engine.events import EventHub, EventStream
 
 pytestmark = pytest.mark.asyncio

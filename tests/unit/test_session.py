@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
+
 from talkstream.engine import (
     IllegalTransition,
     Input,

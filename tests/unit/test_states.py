@@ -7,6 +7,7 @@ from collections import deque
 from pathlib import Path
 
 import pytest
+
 from talkstream.engine.machine import build_machine, machine_edges
 from talkstream.engine.states import (
     CLOSING_INPUTS,
