@@ -13,6 +13,7 @@ from pathlib import Path
 
 import attrs
 from aiohttp import web
+
 from talkstream.avatar.fetch import Fetcher, FetchPolicy
 from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio

@@ -81,6 +81,7 @@ async def simulate(idle_timeout: float, out: list[str]) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
     from aiohttp import web
+
     from talkstream.avatar.fetch import FetchPolicy
 
     from .bootstrap import ServerSettings, build_app

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
 from talkstream.engine.errors import (
     AuthorizationError,
     InternalServerError,

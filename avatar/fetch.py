@@ -26,6 +26,7 @@ import aiohttp
 import attrs
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+
 from talkstream.engine.errors import BadRequestError, TimeoutError_
 
 __all__ = ["FetchPolicy", "Fetcher", "address_allowed", "unwrap_ipv4"]

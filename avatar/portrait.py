@@ -27,6 +27,7 @@ import attrs
 import cv2
 import numpy as np
 import numpy.typing as npt
+
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
 
 __all__ = [

@@ -28,6 +28,7 @@ from typing import Protocol
 import av
 import numpy as np
 import numpy.typing as npt
+
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
 from talkstream.engine.ports import Speech
 
