@@ -165,6 +165,7 @@ class AiortcServerPeer:
         self._ready = asyncio.Event()  # DTLS up and a data channel open: media and messages flow
         self._pending: list[tuple[str, str | None, int | None]] = []
         self._pending_end = False
+        self.mdns_dropped = 0  # browsers' .local candidates left unresolved
         self._answered = False
         self._closed = False
         self._connected_reported = False
@@ -263,6 +264,7 @@ class AiortcServerPeer:
             # Resolving it means a multicast query and a fixed 1 s wait in aioice; the peer's checks
             # reach our candidates anyway and it is learnt as peer-reflexive.
             _log.debug("%s: dropped mDNS candidate %s", self.stream_id, parsed.ip)
+            self.mdns_dropped += 1
             return
         if not self._answered:
             self._pending.append((line, sdp_mid, sdp_m_line_index))

@@ -253,3 +253,60 @@ async def test_delete_closes_the_peer_and_frees_the_stream(api: Api, server: Any
         assert len(service.engine) == 0
     finally:
         await peer.close()
+
+
+async def test_stream_warmup_sends_idle_video_then_ready(api: Api) -> None:
+    peer = Peer()
+    try:
+        await connect(
+            api, peer, {"source_url": "bundled:astronaut", "stream_warmup": True, "output_resolution": 256}
+        )
+        ready = await peer.wait_message("stream/ready", within=20)
+        assert peer.subjects() == ["stream/ready"]
+        warm = [f for f in peer.video if f[0] <= ready + 0.2]
+        assert len(warm) >= 25, "about 2 s of warm-up video comes before stream/ready"
+        assert warm[0][1].shape == (256, 256, 3)
+    finally:
+        await peer.close()
+
+
+async def test_compatibility_mode_off_offers_h264_and_on_offers_vp8(api: Api) -> None:
+    for mode, codec in (("off", "H264"), ("on", "VP8")):
+        status, created, _ = await api.call(
+            "POST", "/talks/streams", {"source_url": "bundled:astronaut", "compatibility_mode": mode}
+        )
+        assert status == 201, created
+        video = created["offer"]["sdp"].split("m=video")[1].split("m=application")[0]
+        codecs = {
+            line.split()[1].split("/")[0] for line in video.splitlines() if line.startswith("a=rtpmap:")
+        }
+        assert codec in codecs and codecs <= {codec, "rtx"}, codecs
+        await api.call("DELETE", f"/talks/streams/{created['id']}", {"session_id": created["session_id"]})
+
+
+async def test_mdns_candidates_are_accepted_and_do_not_stall_the_connection(api: Api, server: Any) -> None:
+    from talkstream.adapters.http_server import SERVICE
+
+    peer = Peer()
+    try:
+        status, created, _ = await api.call("POST", "/talks/streams", {"source_url": "bundled:astronaut"})
+        stream_id, session_id = created["id"], created["session_id"]
+        mdns = "candidate:1 1 udp 2122260223 6b8e7a55-0d5c-4f4f-9d36-3c8e1b2a9f10.local 54321 typ host"
+        status, body, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}/ice",
+            {"candidate": mdns, "sdpMid": "0", "sdpMLineIndex": 0, "session_id": session_id},
+        )
+        assert (status, body) == (200, {"status": "success"})
+        (stream,) = server.app[SERVICE].streams()
+        assert stream.peer.mdns_dropped == 1
+        answer = await peer.answer(created["offer"]["sdp"])
+        status, _, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}/sdp",
+            {"answer": {"type": "answer", "sdp": answer}, "session_id": session_id},
+        )
+        assert status == 200
+        await asyncio.wait_for(peer.connected.wait(), 20)
+    finally:
+        await peer.close()

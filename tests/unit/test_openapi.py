@@ -1,0 +1,79 @@
+"""specs/openapi.yaml describes the API as served and agrees with D-ID's published schemas."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from talkstream.engine import messages as m
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = yaml.safe_load((ROOT / "specs" / "openapi.yaml").read_text())
+REFERENCE_PATH = ROOT.parent / "shared" / "reference" / "did-talks-streams-openapi.json"
+
+
+def resolve(node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        target: Any = SPEC
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def request_schema(spec_path: str, method: str) -> dict[str, Any]:
+    operation = SPEC["paths"][spec_path][method]
+    return resolve(operation["requestBody"]["content"]["application/json"]["schema"])  # type: ignore[no-any-return]
+
+
+@pytest.mark.skipif(not REFERENCE_PATH.exists(), reason="D-ID's reference schemas live in ../shared")
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/talks/streams", "post"),
+        ("/talks/streams/{id}/sdp", "post"),
+        ("/talks/streams/{id}", "post"),
+        ("/talks/streams/{id}", "delete"),
+    ],
+)
+def test_every_reference_request_field_is_described(path: str, method: str) -> None:
+    reference = json.loads(REFERENCE_PATH.read_text())["paths"][path][method]
+    theirs = reference["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    ours = request_schema(path, method)["properties"]
+    assert set(theirs) <= set(ours), set(theirs) - set(ours)
+
+
+def test_operations_and_statuses() -> None:
+    ops = {(p, verb): op for p, item in SPEC["paths"].items() for verb, op in item.items()}
+    assert set(ops) == {
+        ("/talks/streams", "post"),
+        ("/talks/streams/{id}/sdp", "post"),
+        ("/talks/streams/{id}/ice", "post"),
+        ("/talks/streams/{id}", "post"),
+        ("/talks/streams/{id}", "delete"),
+    }
+    assert "201" in ops[("/talks/streams", "post")]["responses"]
+    for op in ops.values():
+        assert {"400", "401", "500"} <= set(op["responses"])
+
+
+def test_examples_from_the_spec_shapes_parse_as_messages() -> None:
+    # The fields the spec requires are the ones the message models require.
+    create = request_schema("/talks/streams", "post")
+    assert create["required"] == ["source_url"]
+    m.CreateStreamRequest.from_json({"source_url": "bundled:astronaut"})
+    talk = request_schema("/talks/streams/{id}", "post")
+    assert talk["required"] == ["script"]
+    response = resolve(SPEC["components"]["schemas"]["CreateStreamResponse"])
+    sample = m.CreateStreamResponse(
+        id="strm_x", session_id="s", offer=m.SessionDescription(type="offer", sdp="v=0")
+    ).to_json()
+    assert set(response["required"]) <= set(sample)
+    talk_response = resolve(SPEC["components"]["schemas"]["TalkResponse"])
+    assert set(talk_response["required"]) <= set(
+        m.TalkResponse(session_id="s", video_id="tlk_1", duration=1.0).to_json()
+    )
