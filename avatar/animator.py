@@ -99,7 +99,14 @@ class Animator:
     """Renders I420 frames of `portrait` at `resolution` (longest side); `stitch` keeps the whole photo."""
 
     def __init__(
-        self, portrait: Portrait, *, resolution: int = 512, stitch: bool = True, mouth_gain: float = 1.0
+        self,
+        portrait: Portrait,
+        *,
+        resolution: int = 512,
+        stitch: bool = True,
+        mouth_gain: float = 1.0,
+        motion: float = 0.6,
+        seed: int = 0,
     ) -> None:
         self.geometry = geometry = FrameGeometry.choose(portrait, resolution, stitch)
         crop = geometry.crop
@@ -117,9 +124,43 @@ class Animator:
         self._max_drop = max(2.0, face.h * 0.09)  # jaw drop at full openness, in pixels
         self._mouth = self._mouth_region(face, mouth)
         self._eyes = [self._eye_region(eye) for eye in self.eye_boxes]
-        self._interior = np.array([38, 22, 64], dtype=np.float32)  # dark red-brown, BGR
+        self._interior = np.array([34, 30, 52], dtype=np.float32)  # the mouth's dark inside, BGR
+        # Head motion: the whole face region (hair to chin) moves a few pixels and tilts a little, feathered
+        # into the still background, so only that region changes from frame to frame.
+        self.motion = max(0.0, motion)
+        self._head = self._head_region(face)
+        self._face_size = float(face.h)
+        phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, 3)
+        self._phases = (float(phases[0]), float(phases[1]), float(phases[2]))
 
     # -- set-up ------------------------------------------------------------------------------------------
+
+    def _head_region(self, face: Box) -> tuple[int, int, int, int, npt.NDArray[np.float32]]:
+        left, top, right, bottom = _even_region(
+            face.x - face.w * 0.45,
+            face.y - face.h * 0.55,
+            face.x + face.w * 1.45,
+            face.y + face.h * 1.35,
+            self.width,
+            self.height,
+        )
+        h, w = bottom - top, right - left
+        ys = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)[:, None] / max(h * 0.18, 1.0)
+        xs = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)[None, :] / max(w * 0.18, 1.0)
+        feather = np.clip(np.minimum(ys, xs), 0.0, 1.0)
+        feather = (feather * feather * (3 - 2 * feather))[..., None]  # smoothstep
+        return left, top, right, bottom, feather.astype(np.float32)
+
+    def head_pose(self, at: float, openness: float = 0.0) -> tuple[float, float, float]:
+        """(dx, dy, degrees) of the head at time `at` seconds into a talk: slow sway, a nod with speech."""
+        if self.motion <= 0.0:
+            return 0.0, 0.0, 0.0
+        a, b, c = self._phases
+        scale = self.motion * self._face_size / 100.0  # pixels per unit of motion, face-relative
+        dx = scale * (1.6 * np.sin(2 * np.pi * 0.21 * at + a) + 0.6 * np.sin(2 * np.pi * 0.53 * at + b))
+        dy = scale * (0.9 * np.sin(2 * np.pi * 0.17 * at + b) + 1.2 * openness)
+        angle = self.motion * (0.9 * np.sin(2 * np.pi * 0.13 * at + c))
+        return float(dx), float(dy), float(angle)
 
     def _mouth_region(self, face: Box, mouth: Box) -> _Region:
         lip_line = mouth.y + mouth.h * 0.5
@@ -169,16 +210,45 @@ class Animator:
         """The photo at the output size, I420, nothing moved."""
         return self._base_i420.copy()
 
-    def frame(self, openness: float, blink: float = 0.0) -> Image:
-        """One I420 frame: mouth `openness` and eyelid `blink`, each in [0, 1]."""
+    def frame(self, openness: float, blink: float = 0.0, at: float | None = None) -> Image:
+        """One I420 frame: mouth `openness` and eyelid `blink` in [0, 1]; head motion at time `at` (s)."""
         out = self._base_i420.copy()
         openness = min(max(openness * self.mouth_gain, 0.0), 1.0)
+        pose = self.head_pose(at, openness) if at is not None else (0.0, 0.0, 0.0)
+        moving = abs(pose[0]) + abs(pose[1]) + abs(pose[2]) > 0.05
+        if not moving:
+            if openness > 0.02:
+                self._paste(out, self._open_mouth(openness), self._mouth)
+            if blink > 0.05:
+                for eye in self._eyes:
+                    self._paste(out, eye.pulled(min(blink, 1.0)), eye)
+            return out
+        # Draw mouth and eyes into the head region, then move the region as one.
+        left, top, right, bottom, feather = self._head
+        head = self.base[top:bottom, left:right].copy()
         if openness > 0.02:
-            self._paste(out, self._open_mouth(openness), self._mouth)
+            self._put(head, self._open_mouth(openness), self._mouth, left, top)
         if blink > 0.05:
             for eye in self._eyes:
-                self._paste(out, eye.pulled(min(blink, 1.0)), eye)
+                self._put(head, eye.pulled(min(blink, 1.0)), eye, left, top)
+        h, w = head.shape[:2]
+        matrix = cv2.getRotationMatrix2D((w / 2, h * 0.7), pose[2], 1.0)
+        matrix[0, 2] += pose[0]
+        matrix[1, 2] += pose[1]
+        moved = cv2.warpAffine(head, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        still = self.base[top:bottom, left:right]
+        blended = (moved * feather + still * (1.0 - feather)).astype(np.uint8)
+        self._paste_box(out, blended, left, top, right, bottom)
         return out
+
+    @staticmethod
+    def _put(head: Image, pixels: Image, region: _Region, left: int, top: int) -> None:
+        h, w = pixels.shape[:2]
+        y, x = region.top - top, region.left - left
+        y0, x0 = max(y, 0), max(x, 0)
+        y1, x1 = min(y + h, head.shape[0]), min(x + w, head.shape[1])
+        if y1 > y0 and x1 > x0:
+            head[y0:y1, x0:x1] = pixels[y0 - y : y1 - y, x0 - x : x1 - x]
 
     def _open_mouth(self, openness: float) -> Image:
         region = self._mouth
@@ -186,17 +256,20 @@ class Animator:
         gap = openness * self._max_drop
         if gap >= 1.0:
             h, w = pixels.shape[:2]
-            mask = np.zeros((h, w), np.uint8)
+            mask: Image = np.zeros((h, w), np.uint8)
             center = (round(self._mouth_center_x), round(self._lip_line + gap * 0.45))
             axes = (max(1, round(self._mouth_half_width * (0.7 + 0.3 * openness))), max(1, round(gap * 0.55)))
             cv2.ellipse(mask, center, axes, 0, 0, 360, 255, -1, lineType=cv2.LINE_AA)
-            alpha = mask.astype(np.float32)[..., None] * (1.0 / 255.0)
+            soft = cv2.GaussianBlur(mask, (5, 5), 0)  # soft lips, no cut-out edge
+            alpha = soft.astype(np.float32)[..., None] * (0.92 / 255.0)
             pixels = (pixels * (1.0 - alpha) + self._interior * alpha).astype(np.uint8)
         return pixels
 
     def _paste(self, out: Image, pixels: Image, region: _Region) -> None:
+        self._paste_box(out, pixels, region.left, region.top, region.right, region.bottom)
+
+    def _paste_box(self, out: Image, pixels: Image, left: int, top: int, right: int, bottom: int) -> None:
         # The same conversion as the whole frame's, so the region matches its surroundings exactly.
-        left, top, right, bottom = region.left, region.top, region.right, region.bottom
         h, w = bottom - top, right - left
         i420 = cv2.cvtColor(pixels, cv2.COLOR_BGR2YUV_I420).reshape(-1)
         out[top:bottom, left:right] = i420[: h * w].reshape(h, w)

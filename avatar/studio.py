@@ -29,12 +29,31 @@ from .fetch import Fetcher
 from .portrait import MAX_IMAGE_BYTES, Box, Portrait, bundled_portrait_bytes, load_portrait
 from .speech import MAX_AUDIO_BYTES, TextToSpeech, decode_audio, speech_from_pcm
 
-__all__ = ["BUNDLED_SOURCE", "AvatarStudio"]
+__all__ = ["BUNDLED_SOURCE", "MOTION_PRESETS", "AvatarStudio", "motion_for"]
 
 _log = logging.getLogger("talkstream.avatar")
 
 BUNDLED_SOURCE = "bundled:astronaut"
 DEFAULT_RESOLUTION = 512
+
+#: D-ID's driver bank names, as head-motion amplitudes (no driving videos exist offline).
+MOTION_PRESETS = {"lively": 1.0, "natural": 0.6, "subtle": 0.3, "stiff": 0.0}
+DEFAULT_MOTION = MOTION_PRESETS["natural"]
+
+
+def motion_for(driver_url: str | None, motion_factor: float | None) -> float:
+    """Head-motion amplitude for a create request's driver (``bank://lively`` ...) and motion factor."""
+    amount = DEFAULT_MOTION
+    if driver_url is not None:
+        if not driver_url.startswith("bank://"):
+            raise BadRequestError("invalid driver: only bank:// motion presets are available on this server")
+        name = driver_url.removeprefix("bank://").strip("/").split("/")[0].lower()
+        if name not in MOTION_PRESETS:
+            raise BadRequestError(
+                f"invalid driver: known presets are {', '.join('bank://' + n for n in MOTION_PRESETS)}"
+            )
+        amount = MOTION_PRESETS[name]
+    return amount * (motion_factor if motion_factor is not None else 1.0)
 
 
 class AvatarStudio:
@@ -59,6 +78,7 @@ class AvatarStudio:
         if request.face is not None:
             x, y = request.face.top_left
             box = Box(round(x), round(y), request.face.size, request.face.size)
+        motion = motion_for(request.driver_url, request.config.motion_factor if request.config else None)
         resolution = round(request.output_resolution) if request.output_resolution else DEFAULT_RESOLUTION
         stitch = (
             True if request.config is None or request.config.stitch is None else bool(request.config.stitch)
@@ -70,7 +90,9 @@ class AvatarStudio:
             portrait = await asyncio.to_thread(load_portrait, data, face=box)
             if box is None and not source.startswith(("http://", "https://")):
                 self._portraits[source] = portrait
-        return await asyncio.to_thread(Animator, portrait, resolution=resolution, stitch=stitch)
+        return await asyncio.to_thread(
+            Animator, portrait, resolution=resolution, stitch=stitch, motion=motion
+        )
 
     async def _source_bytes(self, source: str) -> bytes:
         if source.startswith("bundled:"):

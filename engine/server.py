@@ -396,7 +396,7 @@ class StreamService:
             blink = _blink(k - blink_at)
             if k - blink_at > 6:
                 blink_at = self._next_blink(k)
-            await peer.send_video(face.frame(openness, blink), at)
+            await peer.send_video(face.frame(openness, blink, k * FRAME_SECONDS), at)
             for j in range(AUDIO_PER_VIDEO):
                 index = k * AUDIO_PER_VIDEO + j
                 if index >= audio_frames:

@@ -177,7 +177,10 @@ async def test_audio_talk_mouth_moves_with_sound_and_rests_in_silence(
     url = await media_server("speech.wav", loud_quiet_loud(), "audio/wav")
     peer = Peer(own_channel=False)  # an older client: listens on the channel the offer brings
     try:
-        stream_id, session_id = await connect(api, peer)
+        # A still head (bank://stiff), so that what moves in the mouth's pixels is the mouth.
+        stream_id, session_id = await connect(
+            api, peer, {"source_url": "bundled:astronaut", "driver_url": "bank://stiff"}
+        )
         status, talk, _ = await api.call(
             "POST",
             f"/talks/streams/{stream_id}",

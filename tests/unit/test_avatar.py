@@ -21,6 +21,7 @@ from talkstream.avatar.speech import (
     speech_from_pcm,
     ssml_segments,
 )
+from talkstream.avatar.studio import motion_for
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
 
 
@@ -203,3 +204,37 @@ def test_allow_list_admits_loopback_for_local_use() -> None:
 def test_url_forms_refused_before_any_connection(url: str) -> None:
     with pytest.raises(BadRequestError):
         Fetcher().check_url(url)
+
+
+def test_head_motion_moves_only_the_head_region(portrait) -> None:  # type: ignore[no-untyped-def]
+    lively = Animator(portrait, resolution=512, motion=1.0)
+    h = lively.height
+    still = lively.still().astype(np.int16)
+    moved = np.argwhere(np.abs(lively.frame(0.0, 0.0, at=1.3).astype(np.int16)[:h] - still[:h]) > 4)
+    assert len(moved) > 500, "the head did not move"
+    face = portrait.face
+    (y0, x0), (y1, x1) = moved.min(axis=0), moved.max(axis=0)
+    assert face.x - face.w * 0.5 <= x0 and x1 <= face.x + face.w * 1.5
+    assert face.y - face.h * 0.6 <= y0 and y1 <= face.y + face.h * 1.4
+    stiff = Animator(portrait, resolution=512, motion=0.0)
+    assert np.array_equal(stiff.frame(0.0, 0.0, at=1.3), stiff.still())
+    assert lively.head_pose(0.0) != lively.head_pose(2.0)
+
+
+@pytest.mark.parametrize(
+    ("driver", "factor", "expected"),
+    [
+        (None, None, 0.6),
+        ("bank://lively", None, 1.0),
+        ("bank://lively/", 0.5, 0.5),
+        ("bank://stiff", None, 0.0),
+    ],
+)
+def test_driver_presets(driver: str | None, factor: float | None, expected: float) -> None:
+    assert motion_for(driver, factor) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("driver", ["bank://nonsense", "https://example.com/driver.mp4", "s3://bucket/d.mp4"])
+def test_unknown_drivers_are_refused(driver: str) -> None:
+    with pytest.raises(BadRequestError, match="invalid driver"):
+        motion_for(driver, None)
