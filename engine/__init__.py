@@ -9,6 +9,7 @@ import it, never the reverse.
 from .clock import Clock, SystemClock, Timer, VirtualClock
 from .errors import IllegalTransition, TalkstreamError
 from .events import InputApplied, SessionClosed, SessionEvent, SessionOpened, StateChanged, Subscription
+from .retry import RetryAttempt, RetryPolicy
 from .session import HistoryEntry, SessionEngine, StreamSession
 from .states import TRANSITIONS, CloseReason, Input, State
 
@@ -20,6 +21,8 @@ __all__ = [
     "IllegalTransition",
     "Input",
     "InputApplied",
+    "RetryAttempt",
+    "RetryPolicy",
     "SessionClosed",
     "SessionEngine",
     "SessionEvent",

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import KEY, OTHER_KEY, Api, basic
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 CREATE = {"source_url": "bundled:astronaut"}
 

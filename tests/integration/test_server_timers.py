@@ -19,7 +19,7 @@ from talkstream.transports.aiortc_transport import offered_host_addresses
 
 from .conftest import Api
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+pytestmark = pytest.mark.timeout(60)
 
 
 @pytest_asyncio.fixture

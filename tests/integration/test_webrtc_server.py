@@ -23,7 +23,7 @@ from talkstream.transports.aiortc_transport import offered_host_addresses
 
 from .conftest import Api, loud_quiet_loud
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(90)]
+pytestmark = pytest.mark.timeout(90)
 
 # Where the bundled portrait's mouth is in a 512x512 frame (stitch on): checked by a unit test of the
 # animator; here it only tells where to look in the decoded video.

@@ -9,8 +9,6 @@ import pytest
 
 from talkstream.engine.clock import Clock, SystemClock, Timer, VirtualClock, run_with_timeout
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_timers_fire_in_deadline_order_ties_in_scheduling_order() -> None:
     clock = VirtualClock(start=100)

@@ -8,8 +8,6 @@ import pytest
 
 from talkstream.engine.events import EventHub, EventStream
 
-pytestmark = pytest.mark.asyncio
-
 
 async def test_hub_delivers_in_subscription_order_and_survives_self_removal() -> None:
     hub: EventHub[int] = EventHub()

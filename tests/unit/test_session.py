@@ -24,8 +24,6 @@ from talkstream.engine import (
 )
 from talkstream.engine.states import CloseReason
 
-pytestmark = pytest.mark.asyncio
-
 TO_CONNECTED = [Input.OFFER_SENT, Input.ANSWER_RECEIVED, Input.ICE_CONNECTED]
 
 
