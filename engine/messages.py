@@ -663,13 +663,13 @@ class TalkResponse:
     @classmethod
     def from_json(cls, data: object, path: str = "body") -> TalkResponse:
         f = _Fields(data, path)
-        video_id = (
-            f.str_("video_id", max_len=MAX_ID)
-            or f.str_("talkId", max_len=MAX_ID)
-            or f.str_("id", max_len=MAX_ID)
-        )
+        video_id = f.str_("video_id", max_len=MAX_ID)
+        for legacy in ("talkId", "id"):  # what older servers called the talk's id
+            if video_id is None:
+                video_id = f.str_(legacy, max_len=MAX_ID)
+        status = f.str_("status")
         return cls(
-            status=f.str_("status") or "started",
+            status="started" if status is None else status,
             session_id=_session_id(f),
             video_id=video_id,
             duration=f.number("duration", minimum=0),
