@@ -87,6 +87,7 @@ def serve(args: argparse.Namespace) -> int:
     from .bootstrap import ServerSettings, build_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("transitions").setLevel(logging.WARNING)  # its per-callback lines drown ours
     keys = list(args.key or [])
     keys += [k.strip() for k in os.environ.get("TALKSTREAM_API_KEYS", "").split(",") if k.strip()]
     if args.keys_file:
@@ -108,7 +109,8 @@ def serve(args: argparse.Namespace) -> int:
     if generated:
         print(f"API key (send as `Authorization: Basic <key>`): {keys[0]}", flush=True)
     print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0)
+    # talkstream.http logs one line per request (with the stream id); aiohttp's access log would repeat it.
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0, access_log=None)
     return 0
 
 

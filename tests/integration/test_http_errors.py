@@ -189,3 +189,39 @@ async def test_openapi_is_served(api: Api) -> None:
         "/talks/streams/{id}/ice",
         "/talks/streams/{id}",
     }
+
+
+async def test_429_when_the_server_is_full_across_keys(api: Api) -> None:
+    for _ in range(3):
+        await create(api)
+    for _ in range(2):
+        await create(api, key=OTHER_KEY)  # 5 streams: the server's total
+    status, body, headers = await api.call("POST", "/talks/streams", CREATE, key=OTHER_KEY)
+    assert status == 429 and "maximum" in body["description"] and headers["Retry-After"] == "7"
+
+
+async def test_415_for_audio_that_is_not_audio(api: Api, media_server: Any) -> None:
+    from .test_webrtc_server import Peer, connect
+
+    url = await media_server("page.mp3", b"<html>not audio</html>", "audio/mpeg")
+    peer = Peer()
+    try:
+        stream_id, session_id = await connect(api, peer)
+        status, body, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}",
+            {"script": {"type": "audio", "audio_url": url}, "session_id": session_id},
+        )
+        assert_error(status, body, 415, "UnsupportedMimeTypeError")
+        status, body, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}",
+            {
+                "script": {"type": "audio", "audio_url": "http://127.0.0.1:1/nothing.wav"},
+                "session_id": session_id,
+            },
+        )
+        assert_error(status, body, 400, "BadRequestError")
+        assert peer.messages == []  # nothing was queued
+    finally:
+        await peer.close()
