@@ -52,6 +52,7 @@ pytest: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/animation.py
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,129 @@
+"""Animation and encoding cost per frame at 256, 512 and 1024 pixels, for a talking stream.
+
+    .venv/bin/python bench/animation.py [--frames 250] [--json PATH]
+
+For each size: the animator's ms per frame (mouth following real speech from espeak-ng when installed,
+blinks, head motion on), and the VP8 and H264 encoders' ms per frame on those same frames, through
+aiortc's own encoder classes (what a stream really pays). Beside it: VP8 on frames where the whole picture
+sways by fractions of a pixel and a degree, the case the animator is designed to avoid.
+
+Budget (issue 3): at most 5 ms per 512x512 animated frame, so ten talks fit on two cores beside encoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fractions
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from talkstream.avatar.animator import Animator
+from talkstream.avatar.portrait import bundled_portrait_bytes, load_portrait
+from talkstream.avatar.speech import default_tts, mouth_track
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+H264 = RTCRtpCodecParameters(
+    mimeType="video/H264",
+    clockRate=90000,
+    payloadType=102,
+    parameters={"packetization-mode": "1", "level-asymmetry-allowed": "1", "profile-level-id": "42e01f"},
+)
+TIME_BASE = fractions.Fraction(1, 90000)
+
+
+def openness_track(frames: int) -> np.ndarray:
+    tts = default_tts()
+    if tts is not None:
+        pcm = tts.synthesize(
+            "The quick brown fox jumps over the lazy dog, again and again, for the benchmark. " * 4
+        )
+        track = mouth_track(pcm)
+    else:
+        track = (0.5 + 0.5 * np.sin(np.arange(frames) / 3.0)).astype(np.float32)
+    return np.resize(track, frames)
+
+
+def encode_ms(codec: RTCRtpCodecParameters, frames: list[np.ndarray]) -> float:
+    encoder = get_encoder(codec)
+    start = time.perf_counter()
+    for k, array in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(array, format="yuv420p")
+        frame.pts = k * 3600
+        frame.time_base = TIME_BASE
+        encoder.encode(frame, force_keyframe=(k == 0))
+    return (time.perf_counter() - start) / len(frames) * 1000
+
+
+def run(frames: int) -> dict[str, Any]:
+    portrait = load_portrait(bundled_portrait_bytes())
+    track = openness_track(frames)
+    rows = []
+    for size in (256, 512, 1024):
+        animator = Animator(portrait, resolution=size, motion=0.6)
+        start = time.perf_counter()
+        rendered = [
+            animator.frame(float(track[k]), 1.0 if k % 100 < 3 else 0.0, k / 25) for k in range(frames)
+        ]
+        animate = (time.perf_counter() - start) / frames * 1000
+        # For comparison, a naive sway that moves the whole picture by a fraction of a pixel and a
+        # fraction of a degree each frame, the case the animator is built to avoid.
+        h, w = animator.height, animator.width
+        shifted = []
+        for k in range(frames):
+            matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 0.6 * np.sin(k / 9), 1.0)
+            matrix[0, 2] += 1.7 * np.sin(k / 7)
+            matrix[1, 2] += 0.9 * np.sin(k / 11)
+            moved = cv2.warpAffine(animator.base, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+            shifted.append(cv2.cvtColor(moved, cv2.COLOR_BGR2YUV_I420))
+        rows.append(
+            {
+                "size": size,
+                "animate_ms": round(animate, 3),
+                "vp8_ms": round(encode_ms(VP8, rendered), 3),
+                "h264_ms": round(encode_ms(H264, rendered), 3),
+                "vp8_whole_frame_moving_ms": round(encode_ms(VP8, shifted), 3),
+            }
+        )
+    budget = next(r for r in rows if r["size"] == 512)["animate_ms"]
+    return {
+        "benchmark": "animation",
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "frames": frames,
+        "rows": rows,
+        "targets": {"animate_512_ms_max": 5.0, "met": budget <= 5.0},
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"animation benchmark: {result['frames']} frames per size (ms per frame)"]
+    lines.append(f"  {'size':>6} {'animate':>9} {'VP8':>8} {'H264':>8} {'VP8, whole frame swaying':>25}")
+    for r in result["rows"]:
+        lines.append(
+            f"  {r['size']:>6} {r['animate_ms']:>9.2f} {r['vp8_ms']:>8.2f} {r['h264_ms']:>8.2f}"
+            f" {r['vp8_whole_frame_moving_ms']:>25.2f}"
+        )
+    met = result["targets"]["met"]
+    lines.append(f"  512 px animation within 5 ms: {'met' if met else 'MISSED'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=250)
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "animation.json")
+    arguments = parser.parse_args()
+    outcome = run(arguments.frames)
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
+    print(report(outcome))
+    print(f"  (written to {arguments.json})")
