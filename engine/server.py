@@ -405,6 +405,12 @@ class StreamService:
                 if len(chunk) < AUDIO_FRAME_SAMPLES:
                     chunk = np.concatenate([chunk, np.zeros(AUDIO_FRAME_SAMPLES - len(chunk), np.int16)])
                 await peer.send_audio(chunk, at + j * AUDIO_FRAME_SAMPLES / 48_000)
+        # End on the face at rest (mouth closed, head home): clients keep showing the last frame.
+        rest_at = start_media + video_frames * FRAME_SECONDS
+        delay = start_clock + video_frames * FRAME_SECONDS - clock.now()
+        if delay > 0:
+            await clock.sleep(delay)
+        await peer.send_video(face.frame(0.0, 0.0), rest_at)
 
     def _next_blink(self, frame: int) -> int:
         return frame + self._rng.randint(3 * VIDEO_FPS, 5 * VIDEO_FPS)

@@ -233,6 +233,7 @@ class AiortcServerPeer:
     async def apply_answer(self, sdp: str) -> None:
         if self._answered:
             raise BadRequestError("the answer was already applied")
+        sdp = self._without_mdns(sdp)
         try:
             await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except (ValueError, AssertionError, KeyError, IndexError, TypeError) as exc:
@@ -281,8 +282,28 @@ class AiortcServerPeer:
             raise BadRequestError(f"invalid candidate: {exc}") from exc
 
     async def _add_end(self) -> None:
+        if self.mdns_dropped:
+            # The peer hid addresses behind names we do not resolve; its checks will reveal them as
+            # peer-reflexive candidates. Telling aioice "no more candidates" now would let it declare
+            # failure before those checks arrive; the session's connect timeout bounds the wait instead.
+            return
         with contextlib.suppress(ValueError):  # a second end-of-candidates is harmless
             await self._pc.addIceCandidate(None)
+
+    def _without_mdns(self, sdp: str) -> str:
+        """The answer without `.local` candidates (and without its end-of-candidates if any went)."""
+        lines = sdp.splitlines()
+        kept = []
+        for line in lines:
+            if line.startswith("a=candidate:"):
+                bits = line.split()
+                if len(bits) > 4 and bits[4].endswith(".local"):
+                    self.mdns_dropped += 1
+                    continue
+            kept.append(line)
+        if self.mdns_dropped:
+            kept = [line for line in kept if line != "a=end-of-candidates"]
+        return "\r\n".join(kept) + "\r\n" if len(kept) != len(lines) else sdp
 
     # -- media and messages ---------------------------------------------------------------------------------
 
