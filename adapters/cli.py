@@ -91,7 +91,8 @@ def serve(args: argparse.Namespace) -> int:
     keys = list(args.key or [])
     keys += [k.strip() for k in os.environ.get("TALKSTREAM_API_KEYS", "").split(",") if k.strip()]
     if args.keys_file:
-        keys += [line.strip() for line in Path(args.keys_file).read_text().splitlines() if line.strip()]
+        lines = Path(args.keys_file).read_text().splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     generated = not keys
     if generated:
         keys = [f"demo:{secrets.token_urlsafe(18)}"]
@@ -123,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument(
         "--key", action="append", help="an API key to accept (repeatable; also TALKSTREAM_API_KEYS)"
     )
-    srv.add_argument("--keys-file", help="a file with one API key per line")
+    srv.add_argument(
+        "--keys-file", help="a file with one API key per line, optionally followed by its permissions"
+    )
     srv.add_argument("--media-root", help="folder whose files may be used as file:// sources")
     srv.add_argument(
         "--ice-server", action="append", help="an ICE server URL handed to peers (default: none)"

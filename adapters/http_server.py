@@ -7,7 +7,8 @@ error bodies; every decision about streams is the service's.
 
 * Auth: ``Authorization: Basic <key>`` with the key as is (``user:password``, as D-ID's demo sends it) or
   base64-encoded (standard Basic), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
-  the key that made it; the owner recorded is a digest of the key, which is never logged.
+  the key that made it; the owner recorded is a digest of the key, which is never logged. Keys may be
+  limited to some permissions (`KeyRing`); using another is 403 ``PermissionError``.
 * Errors: every `TalkstreamError` becomes ``{"kind", "description", "details"?}`` with its status and
   headers (``Retry-After`` on 429, ``WWW-Authenticate`` on 401); unknown routes and methods answer in the
   same shape; anything unexpected is logged and answered as 500 ``InternalServerError``.
@@ -36,6 +37,7 @@ from talkstream.engine.errors import (
     AuthorizationError,
     InternalServerError,
     NotFoundError,
+    PermissionDeniedError,
     RequestError,
     TalkstreamError,
     ValidationError,
@@ -49,12 +51,11 @@ from talkstream.engine.messages import (
 )
 from talkstream.engine.server import StreamService
 
-__all__ = ["OWNER", "SERVICE", "KeyRing", "create_app"]
+__all__ = ["PERMISSIONS", "SERVICE", "KeyRing", "create_app"]
 
 _log = logging.getLogger("talkstream.http")
 
 SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)
-OWNER = "talkstream.owner"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
@@ -65,24 +66,44 @@ CORS_HEADERS = {
 }
 
 
-class KeyRing:
-    """The API keys a server accepts; looks a presented key up in constant time per key."""
+#: What a key may do beyond the basics. A key given without a list may do all of it.
+PERMISSIONS = frozenset({"local_files", "session_timeout"})
 
-    def __init__(self, keys: Iterable[str]) -> None:
-        self._keys = [k.encode() for k in keys if k]
+
+class KeyRing:
+    """The API keys a server accepts, each with its permissions; lookups take the same time for any key.
+
+    Entries are ``KEY`` (every permission) or ``KEY PERMISSION ...`` (only those), as in a keys file:
+    ``local_files`` lets ``file://`` sources be used, ``session_timeout`` lets a stream choose its idle
+    timeout (D-ID reserves that to permitted accounts too). Using one without it is 403 PermissionError.
+    """
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self._keys: list[tuple[bytes, frozenset[str]]] = []
+        for entry in entries:
+            key, *granted = entry.split()
+            unknown = set(granted) - PERMISSIONS
+            if unknown:
+                raise ValueError(f"unknown permissions {sorted(unknown)}; known: {sorted(PERMISSIONS)}")
+            self._keys.append((key.encode(), frozenset(granted) if granted else PERMISSIONS))
         if not self._keys:
             raise ValueError("at least one API key is needed")
 
     def owner(self, authorization: str | None) -> str:
         """The owner id for an Authorization header, or raise 401."""
+        return self.caller(authorization)[0]
+
+    def caller(self, authorization: str | None) -> tuple[str, frozenset[str]]:
+        """(owner id, permissions) for an Authorization header, or raise 401."""
         presented = _presented_key(authorization)
         if presented is not None:
             candidate = presented.encode()
-            matched = False
-            for key in self._keys:  # no early exit: the time does not tell which key matched
-                matched |= hmac.compare_digest(candidate, key)
-            if matched:
-                return "key_" + hashlib.sha256(candidate).hexdigest()[:16]
+            found: frozenset[str] | None = None
+            for key, granted in self._keys:  # no early exit: the time does not tell which key matched
+                if hmac.compare_digest(candidate, key):
+                    found = granted
+            if found is not None:
+                return "key_" + hashlib.sha256(candidate).hexdigest()[:16], found
         raise AuthorizationError()
 
 
@@ -176,8 +197,12 @@ def _owner(request: web.Request) -> str:
 
 
 async def create_stream(request: web.Request) -> web.Response:
-    owner = _owner(request)
+    owner, granted = request.app[KEYS].caller(request.headers.get("Authorization"))
     message = CreateStreamRequest.from_json(await _body(request))
+    if message.source_url.lower().startswith("file:") and "local_files" not in granted:
+        raise PermissionDeniedError("this key may not use local files as sources")
+    if message.session_timeout is not None and "session_timeout" not in granted:
+        raise PermissionDeniedError("this key may not choose a session_timeout")
     response = await request.app[SERVICE].create(owner, message)
     return web.json_response(response.to_json(), status=201)
 

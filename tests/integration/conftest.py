@@ -22,6 +22,7 @@ from talkstream.engine.server import Limits
 
 KEY = "test-user:test-secret"
 OTHER_KEY = "other-user:other-secret"
+LIMITED_KEY = "limited-user:limited-secret"  # may choose a session_timeout, may not use local files
 
 
 def wav_bytes(pcm: np.ndarray, rate: int = 16_000) -> bytes:
@@ -79,7 +80,7 @@ class Api:
 @pytest.fixture
 def settings(tmp_path: Any) -> ServerSettings:
     return ServerSettings(
-        keys=(KEY, OTHER_KEY),
+        keys=(KEY, OTHER_KEY, f"{LIMITED_KEY} session_timeout"),
         media_root=tmp_path,
         fetch_policy=FetchPolicy.local(),
         limits=Limits(streams_per_key=3, streams_total=5, retry_after=7),

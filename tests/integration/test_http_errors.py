@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import KEY, OTHER_KEY, Api, basic
+from .conftest import KEY, LIMITED_KEY, OTHER_KEY, Api, basic
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -225,3 +225,14 @@ async def test_415_for_audio_that_is_not_audio(api: Api, media_server: Any) -> N
         assert peer.messages == []  # nothing was queued
     finally:
         await peer.close()
+
+
+async def test_403_for_what_a_key_is_not_permitted(api: Api, settings: Any) -> None:
+    (settings.media_root / "face.png").write_bytes(b"whatever")
+    source = {"source_url": f"file://{settings.media_root}/face.png"}
+    status, body, _ = await api.call("POST", "/talks/streams", source, key=LIMITED_KEY)
+    assert_error(status, body, 403, "PermissionError")
+    status, body, _ = await api.call(
+        "POST", "/talks/streams", {**CREATE, "session_timeout": 60}, key=LIMITED_KEY
+    )
+    assert status == 201, body

@@ -68,3 +68,11 @@ async def test_strict_voices_refuse_provider_voices() -> None:
     await strict.aclose()
     await lenient.aclose()
     await none.aclose()
+
+
+def test_keyring_permissions() -> None:
+    ring = KeyRing(["all:x", "some:y local_files"])
+    assert ring.caller("Basic all:x")[1] == frozenset({"local_files", "session_timeout"})
+    assert ring.caller("Basic some:y")[1] == frozenset({"local_files"})
+    with pytest.raises(ValueError, match="unknown permissions"):
+        KeyRing(["k:v fly"])
