@@ -8,8 +8,10 @@ frame computed from the very samples sent, so the mouth and the sound cannot dri
   whitelist by sniffing the bytes (mp3, wav, flac, m4a/mp4): ffmpeg is never handed a URL or left to guess.
   Durations and sizes are capped.
 * Text goes through a `TextToSpeech` provider. The bundled one drives espeak-ng through the library that
-  the `espeakng-loader` wheel ships (no apt, no network). espeak-ng is GPL-3.0, so it is the optional extra
-  ``talkstream[tts]``: without it a text talk is refused with a clear error. SSML: ``<break time="..."/>``
+  the `espeakng-loader` wheel ships (no apt, no network), with phoneme events (through the legacy
+  `espeak_Initialize` entry point, the one that reports them), so the lips close on m, b and p.
+  espeak-ng is GPL-3.0, so it is the optional extra ``talkstream[tts]``: without it a text talk is
+  refused with a clear error. SSML: ``<break time="..."/>``
   becomes silence and every other tag is stripped.
 
 What it must never do: decode a format outside the whitelist, or hold the event loop for a long synthesis
@@ -23,8 +25,10 @@ import html
 import io
 import re
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
+import attrs
 import av
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +43,7 @@ __all__ = [
     "VIDEO_FPS",
     "EspeakTTS",
     "Speech",
+    "Synthesis",
     "TextToSpeech",
     "decode_audio",
     "default_tts",
@@ -46,6 +51,7 @@ __all__ = [
     "sniff_audio_format",
     "speech_from_pcm",
     "ssml_segments",
+    "viseme_openness",
 ]
 
 RATE = 48_000
@@ -57,12 +63,40 @@ MAX_SPEECH_SECONDS = 600.0
 PCM = npt.NDArray[np.int16]
 
 
-def mouth_track(pcm: PCM) -> npt.NDArray[np.float32]:
-    """Mouth openness per video frame from the loudness of the samples that play during that frame.
+# How open each kind of sound holds the mouth (espeak-ng's phoneme mnemonics, stress marks removed).
+_CLOSED = frozenset({"p", "b", "m"})  # the lips meet
+_NEARLY_CLOSED = frozenset({"f", "v", "w"})  # lip to teeth, or rounded tight
+_OPEN_VOWELS = frozenset({"a", "A", "aI", "aU", "V", "0", "O", "Q", "A:", "a#", "O:", "OI", "e@", "A@", "O@"})
+_MID_VOWELS = frozenset({"e", "E", "@", "3", "3:", "eI", "oU", "o", "@L", "@2", "@5", "I@", "U@", "e#"})
+_CLOSE_VOWELS = frozenset({"i", "I", "i:", "u", "U", "u:", "i@", "I2", "I#"})
 
-    RMS per 40 ms, in dB relative to the talk's loud parts (95th percentile), mapped so that silence
-    (40 dB under) is closed and loud speech wide open, then smoothed with a fast attack and a slower release
-    as jaws move.
+
+def viseme_openness(phoneme: str) -> float:
+    """The most the mouth opens for one phoneme (its loudness may open it less)."""
+    name = phoneme.strip("'\",%=")
+    if not name or name.startswith("_"):
+        return 0.0  # a pause
+    if name in _CLOSED:
+        return 0.0
+    if name in _NEARLY_CLOSED:
+        return 0.15
+    if name in _OPEN_VOWELS:
+        return 1.0
+    if name in _MID_VOWELS:
+        return 0.75
+    if name in _CLOSE_VOWELS:
+        return 0.45
+    return 0.35  # other consonants: tongue and teeth, jaw half open
+
+
+def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDArray[np.float32]:
+    """Mouth openness per video frame from the samples that play during that frame, and the phonemes.
+
+    Loudness: RMS per 40 ms, in dB relative to the talk's loud parts (95th percentile), mapped so that
+    silence (40 dB under) is closed and loud speech wide open. When the speech engine reported phoneme
+    timings (`(seconds, phoneme)` from the start), each frame may open no more than its phoneme allows:
+    the lips close on m, b and p however loud they are. Then smoothing with a fast attack and a slower
+    release, as jaws move.
     """
     frames = max(1, -(-len(pcm) // SAMPLES_PER_VIDEO_FRAME))
     padded = np.zeros(frames * SAMPLES_PER_VIDEO_FRAME, np.float32)
@@ -73,19 +107,31 @@ def mouth_track(pcm: PCM) -> npt.NDArray[np.float32]:
         return np.zeros(frames, np.float32)
     level = 20.0 * np.log10(rms / loud)
     target = np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
+    closing = np.zeros(frames, bool)
+    if phonemes:
+        centres = (np.arange(frames) + 0.5) / VIDEO_FPS
+        starts = np.array([t for t, _ in phonemes])
+        shapes = np.array([viseme_openness(p) for _, p in phonemes], np.float32)
+        index = np.searchsorted(starts, centres, side="right") - 1
+        allowed = np.where(index >= 0, shapes[np.clip(index, 0, None)], 0.0)
+        closing = allowed < 0.05  # lips pressed together close fast, not with the jaw's slow fall
+        target = np.minimum(target, allowed)
     out = np.empty(frames, np.float32)
     current = 0.0
     for i, value in enumerate(target):
-        current += (value - current) * (0.75 if value > current else 0.45)
+        rate = 0.75 if value > current else (0.8 if closing[i] else 0.45)
+        current += (value - current) * rate
         out[i] = current
     return out
 
 
-def speech_from_pcm(pcm: PCM, *, pad_seconds: float = 0.0) -> Speech:
-    """A `Speech` from 48 kHz mono samples, with `pad_seconds` of silence after them."""
+def speech_from_pcm(
+    pcm: PCM, *, pad_seconds: float = 0.0, phonemes: Sequence[tuple[float, str]] = ()
+) -> Speech:
+    """A `Speech` from 48 kHz mono samples (and phoneme timings, if known), with trailing silence."""
     if pad_seconds > 0:
         pcm = np.concatenate([pcm, np.zeros(round(pad_seconds * RATE), np.int16)])
-    return Speech(pcm=pcm, openness=mouth_track(pcm))
+    return Speech(pcm=pcm, openness=mouth_track(pcm, phonemes))
 
 
 # -- audio files --------------------------------------------------------------------------------------------
@@ -181,18 +227,48 @@ def ssml_segments(text: str) -> list[str | float]:
     return out
 
 
+@attrs.frozen(eq=False)
+class Synthesis:
+    """A speech engine's output: 48 kHz mono PCM, and `(seconds, phoneme)` timings when it knows them."""
+
+    pcm: PCM
+    phonemes: tuple[tuple[float, str], ...] = ()
+
+
 class TextToSpeech(Protocol):
-    """A speech engine: text in, 48 kHz mono int16 out. `voice` is the provider's voice id, if any."""
+    """A speech engine: text in, `Synthesis` out. `voice` is the provider's voice id, if any."""
 
     name: str
 
-    def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> PCM: ...
+    def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> Synthesis: ...
 
 
 _SYNCHRONOUS = 2  # espeak_AUDIO_OUTPUT: AUDIO_OUTPUT_SYNCHRONOUS
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_PHONEME_EVENTS = 0x0001  # espeakINITIALIZE_PHONEME_EVENTS
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+
+
+class _Event(ctypes.Structure):
+    """espeak_EVENT from speak_lib.h (the union `id` read as its 8-byte string member)."""
+
+    _fields_ = (
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),
+    )
+
+
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 class EspeakTTS:
@@ -222,36 +298,53 @@ class EspeakTTS:
             ctypes.c_void_p,
         ]
         self._chunks: list[PCM] = []
+        self._phonemes: list[tuple[int, str]] = []  # (sample at the engine's rate, phoneme)
 
-        def collect(wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int | None) -> int:
+        def collect(wav: ctypes._Pointer[ctypes.c_short], count: int, events: ctypes._Pointer[_Event]) -> int:
             if count > 0 and wav:
                 self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.int16))
+            if events:
+                i = 0
+                while events[i].type != _EVENT_LIST_TERMINATED:
+                    if events[i].type == _EVENT_PHONEME:
+                        self._phonemes.append((events[i].sample, events[i].id.decode("ascii", "replace")))
+                    i += 1
             return 0
 
         self._callback = _CALLBACK(collect)  # keep a reference: the library calls it later
         with self._lock:
             self._rate = int(
-                self._lib.espeak_Initialize(_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
+                self._lib.espeak_Initialize(
+                    _SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), _PHONEME_EVENTS
+                )
             )
             if self._rate <= 0:
                 raise RuntimeError("espeak-ng failed to initialise")
             self._lib.espeak_SetSynthCallback(self._callback)
         self.default_voice = voice
 
-    def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> PCM:
+    def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> Synthesis:
         pieces: list[str | float] = ssml_segments(text) if ssml else [text]
         out: list[PCM] = []
+        phonemes: list[tuple[float, str]] = []
+        offset = 0.0
         for piece in pieces:
             if isinstance(piece, float):
                 out.append(np.zeros(round(piece * RATE), np.int16))
+                phonemes.append((offset, "_"))
             else:
-                out.append(resample(self._speak(piece, voice), self._rate))
-        return np.concatenate(out) if out else np.zeros(0, np.int16)
+                pcm, timings = self._speak(piece, voice)
+                out.append(resample(pcm, self._rate))
+                phonemes += [(offset + sample / self._rate, name) for sample, name in timings]
+            offset += len(out[-1]) / RATE
+        pcm = np.concatenate(out) if out else np.zeros(0, np.int16)
+        return Synthesis(pcm=pcm, phonemes=tuple(phonemes))
 
-    def _speak(self, text: str, voice: str | None) -> PCM:
+    def _speak(self, text: str, voice: str | None) -> tuple[PCM, list[tuple[int, str]]]:
         data = text.encode("utf-8")
         with self._lock:
             self._chunks = []
+            self._phonemes = []
             chosen = (voice or self.default_voice).encode()
             if self._lib.espeak_SetVoiceByName(chosen) != 0:
                 self._lib.espeak_SetVoiceByName(self.default_voice.encode())
@@ -261,7 +354,8 @@ class EspeakTTS:
             ):
                 raise RuntimeError("espeak-ng failed to synthesise")
             chunks, self._chunks = self._chunks, []
-        return np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
+            timings, self._phonemes = self._phonemes, []
+        return (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)), timings
 
 
 def default_tts() -> TextToSpeech | None:

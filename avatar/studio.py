@@ -134,12 +134,14 @@ class AvatarStudio:
                     script.provider.voice_id,
                     self.tts.name,
                 )
-            pcm = await asyncio.to_thread(
+            synthesis = await asyncio.to_thread(
                 self.tts.synthesize, script.input, voice=voice, ssml=bool(script.ssml)
             )
-        else:
-            data, _ = await self.fetcher.get(script.audio_url, max_bytes=MAX_AUDIO_BYTES)
-            pcm = await asyncio.to_thread(decode_audio, data)
+            return await asyncio.to_thread(
+                speech_from_pcm, synthesis.pcm, pad_seconds=pad_audio, phonemes=synthesis.phonemes
+            )
+        data, _ = await self.fetcher.get(script.audio_url, max_bytes=MAX_AUDIO_BYTES)
+        pcm = await asyncio.to_thread(decode_audio, data)
         return await asyncio.to_thread(speech_from_pcm, pcm, pad_seconds=pad_audio)
 
     async def aclose(self) -> None:

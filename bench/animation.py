@@ -44,10 +44,10 @@ TIME_BASE = fractions.Fraction(1, 90000)
 def openness_track(frames: int) -> np.ndarray:
     tts = default_tts()
     if tts is not None:
-        pcm = tts.synthesize(
+        synthesis = tts.synthesize(
             "The quick brown fox jumps over the lazy dog, again and again, for the benchmark. " * 4
         )
-        track = mouth_track(pcm)
+        track = mouth_track(synthesis.pcm, synthesis.phonemes)
     else:
         track = (0.5 + 0.5 * np.sin(np.arange(frames) / 3.0)).astype(np.float32)
     return np.resize(track, frames)

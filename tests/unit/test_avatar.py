@@ -16,10 +16,12 @@ from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, 
 from talkstream.avatar.speech import (
     RATE,
     decode_audio,
+    default_tts,
     mouth_track,
     sniff_audio_format,
     speech_from_pcm,
     ssml_segments,
+    viseme_openness,
 )
 from talkstream.avatar.studio import motion_for
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
@@ -238,3 +240,35 @@ def test_driver_presets(driver: str | None, factor: float | None, expected: floa
 def test_unknown_drivers_are_refused(driver: str) -> None:
     with pytest.raises(BadRequestError, match="invalid driver"):
         motion_for(driver, None)
+
+
+def test_visemes() -> None:
+    assert viseme_openness("m") == viseme_openness("b") == viseme_openness("_:") == 0.0
+    assert viseme_openness("'aI") == 1.0 > viseme_openness("@") > viseme_openness("i") > viseme_openness("f")
+
+
+def test_phonemes_close_the_lips_however_loud() -> None:
+    loud = (np.sin(np.arange(RATE) / 5.0) * 20000).astype(np.int16)  # one loud second
+    open_all = mouth_track(loud, [(0.0, "A:")])
+    assert open_all[3:22].min() > 0.8
+    # An m from 0.4 s to 0.6 s: the mouth closes there though the sound stays loud.
+    shaped = mouth_track(loud, [(0.0, "A:"), (0.4, "m"), (0.6, "A:")])
+    assert shaped[12:15].max() < 0.1
+    assert shaped[3:8].min() > 0.8 and shaped[18:22].min() > 0.8
+
+
+def test_espeak_reports_phonemes_on_the_audio_timeline() -> None:
+    tts = default_tts()
+    if tts is None:
+        pytest.skip("the tts extra is not installed")
+    synthesis = tts.synthesize('Mama, <break time="300ms"/> a bob.', ssml=True)
+    duration = len(synthesis.pcm) / RATE
+    times = [t for t, _ in synthesis.phonemes]
+    assert times == sorted(times) and times[0] >= 0 and times[-1] <= duration
+    names = [p.strip("'") for _, p in synthesis.phonemes]
+    assert names.count("m") >= 2 and "b" in names
+    track = mouth_track(synthesis.pcm, synthesis.phonemes)
+    m_frames = [round(t * 25) for t, p in synthesis.phonemes if p.strip("'") == "m"]
+    vowels = [round(t * 25) + 1 for t, p in synthesis.phonemes if viseme_openness(p) >= 0.75]
+    assert min(track[f] for f in vowels if f < len(track)) >= 0.0
+    assert max(track[f] for f in vowels if f < len(track)) > max(track[f] for f in m_frames) + 0.2

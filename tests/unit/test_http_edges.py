@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from talkstream.adapters.http_server import KeyRing, create_app
+from talkstream.avatar.speech import Synthesis
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.errors import BadRequestError
 from talkstream.engine.messages import Provider, TextScript
@@ -49,10 +51,8 @@ async def test_strict_voices_refuse_provider_voices() -> None:
     class Silent:
         name = "silent"
 
-        def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> Any:
-            import numpy as np
-
-            return np.zeros(4800, np.int16)
+        def synthesize(self, text: str, *, voice: str | None = None, ssml: bool = False) -> Synthesis:
+            return Synthesis(pcm=np.zeros(4800, np.int16))
 
     script = TextScript(
         input="hello there", provider=Provider(type="microsoft", voice_id="en-US-JennyNeural")
