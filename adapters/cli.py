@@ -2,6 +2,7 @@
 
 Why it exists: one entry point for people and for the Makefile. Today it shows the engine at work:
 ``talkstream serve`` runs the embedded server (D-ID's streams API over real WebRTC);
+``talkstream talk`` starts it in-process (or uses ``--url``), connects with the client, speaks, writes an MP4;
 ``talkstream simulate`` drives a server-side stream session through a whole life on the virtual clock
 (offer, early candidates, answer, ICE, queued talks, a refused input, idle expiry) and prints every event;
 ``talkstream states`` prints the transition table or its Mermaid diagram.
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from talkstream.engine.clock import VirtualClock
-from talkstream.engine.errors import IllegalTransition
+from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
 from talkstream.engine.ports import IceServerConfig
 from talkstream.engine.session import SessionEngine
@@ -115,6 +116,54 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def talk(args: argparse.Namespace, out: list[str]) -> int:
+    """Connect to a server (the embedded one, started here, unless --url), speak, and write an MP4."""
+    from aiohttp import web
+
+    from talkstream.engine.client import StreamClient
+    from talkstream.transports.aiortc_client import AiortcClientTransport
+    from talkstream.transports.sink import MediaSink
+
+    from .bootstrap import ServerSettings, build_app
+    from .http_client import AiohttpAdapter
+
+    runner: web.AppRunner | None = None
+    if args.url:
+        key = os.environ.get("DID_API_KEY")
+        if not key:
+            out.append("--url needs the server's API key in DID_API_KEY")
+            return 2
+        base, host_addresses = args.url, None
+    else:
+        key = f"talk:{secrets.token_urlsafe(12)}"
+        runner = web.AppRunner(build_app(ServerSettings(keys=(key,))), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        base, host_addresses = f"http://127.0.0.1:{port}", ("127.0.0.1",)
+    sink = MediaSink(keep=True)
+    try:
+        client = StreamClient(AiohttpAdapter(base, key), AiortcClientTransport(host_addresses=host_addresses))
+        async with client:
+            stream = await client.create(args.source, sink=sink)
+            await stream.connected(within=30)
+            out.append(f"connected to {base} ({stream.stream_id})")
+            spoken = await stream.talk(text=args.text, audio_url=args.audio_url, voice=args.voice)
+            out.append(f"talk {spoken.video_id}: {spoken.duration or 0:.2f} s")
+            await spoken.done(within=(spoken.duration or 60) + 30)
+            await stream.close()
+        summary = sink.write_mp4(Path(args.out))
+        out.append(
+            f"wrote {summary['path']}: {summary['frames']} video frames {summary['size']}, "
+            f"{sink.samples / 48000:.2f} s of audio"
+        )
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkstream", description="talkstream: D-ID-compatible streams")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument(
         "--allow-local-urls", action="store_true", help="let source and audio URLs reach loopback"
     )
+    spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
+    said = spk.add_mutually_exclusive_group(required=True)
+    said.add_argument("--text", help="what to say")
+    said.add_argument("--audio-url", help="an audio file to play instead")
+    spk.add_argument("--source", default="bundled:astronaut", help="the photo (default: the bundled one)")
+    spk.add_argument("--voice", help="a provider voice id (played with the local voice)")
+    spk.add_argument("--out", default="talk.mp4", help="where to write the MP4 (default talk.mp4)")
+    spk.add_argument(
+        "--url", help="another compatible server (its key in DID_API_KEY) instead of the embedded one"
+    )
     sim = commands.add_parser("simulate", help="drive one session through its life on the virtual clock")
     sim.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default 300)")
     states = commands.add_parser("states", help="print the transition table")
@@ -143,6 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "serve":
         return serve(args)
+    if args.command == "talk":
+        lines: list[str] = []
+        try:
+            code = asyncio.run(talk(args, lines))
+        except TalkstreamError as exc:
+            lines.append(f"failed: {exc.kind} ({exc.status}): {exc.description}")
+            code = 1
+        print("\n".join(lines))
+        return code
     if args.command == "states":
         if args.mermaid:
             sys.stdout.write(mermaid_diagram())
@@ -150,10 +218,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for (source, inp), dest in TRANSITIONS.items():
                 print(f"{source.value:<12} {inp.value:<20} -> {dest.value}")
         return 0
-    lines: list[str] = []
-    code = asyncio.run(simulate(args.idle_timeout, lines))
-    print("\n".join(lines))
-    return code
+    out: list[str] = []
+    status = asyncio.run(simulate(args.idle_timeout, out))
+    print("\n".join(out))
+    return status
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ What it must never do: import a backend, or grow methods the drivers do not call
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
 
 import attrs
 import numpy as np
@@ -27,8 +27,14 @@ __all__ = [
     "AUDIO_FRAME_SAMPLES",
     "AUDIO_RATE",
     "VIDEO_FPS",
+    "ClientPeer",
+    "ClientTransport",
     "Face",
+    "HttpPort",
+    "HttpRequest",
+    "HttpResponse",
     "IceServerConfig",
+    "MessageCallback",
     "PeerOptions",
     "ReportCallback",
     "ServerPeer",
@@ -149,3 +155,67 @@ class Face(Protocol):
     def frame(self, openness: float, blink: float = 0.0, at: float | None = None) -> VideoFrame:
         """A frame: mouth `openness` and eyelid `blink` in [0, 1], the head as it is `at` s into a talk."""
         ...
+
+
+# -- the client's side ---------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class HttpRequest:
+    """One protocol request: method, path under the API's base URL, JSON body (None: no body)."""
+
+    method: str
+    path: str
+    body: Any = None
+
+
+@attrs.frozen(kw_only=True)
+class HttpResponse:
+    """The answer: status, parsed JSON body (or text, or None), headers with lower-case names."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+class HttpPort(Protocol):
+    """Sends protocol requests. Network failures become `ConnectionFailedError` or `TimeoutError_`;
+    every answer, error statuses included, comes back as an `HttpResponse`."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+MessageCallback = Callable[[str], None]
+
+
+class ClientPeer(Protocol):
+    """The client's side of one stream's peer connection."""
+
+    async def answer(self, offer_sdp: str) -> str:
+        """Apply the server's offer, open ``JanusDataChannel``, and return the answer's SDP."""
+        ...
+
+    def candidates(self) -> list[tuple[str, str | None, int | None]]:
+        """The local candidates gathered for the answer: (candidate line, sdpMid, sdpMLineIndex)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ClientTransport(Protocol):
+    """Makes client peers. `sink` (transport-specific, may be None) receives the media."""
+
+    def create_peer(
+        self,
+        stream_id: str,
+        report: ReportCallback,
+        on_message: MessageCallback,
+        sink: object | None,
+        ice_servers: Sequence[IceServerConfig] = (),
+    ) -> ClientPeer:
+        """A peer for `stream_id`, using the ICE servers the server handed out (none for a local one)."""
+        ...
+
+    async def aclose(self) -> None: ...

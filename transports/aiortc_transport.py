@@ -348,7 +348,7 @@ class AiortcServerPeer:
         self._video.stop()
         self._audio.stop()
         try:
-            await self._pc.close()
+            await asyncio.shield(self._pc.close())  # see AiortcClientPeer.close
         except Exception:  # pragma: no cover - closing must not fail the caller
             _log.exception("%s: error while closing the peer", self.stream_id)
         self._transport._peers.discard(self)

@@ -1,0 +1,410 @@
+"""The client's driver: D-ID's stream protocol from the caller's side, for services that embed talkstream.
+
+Why it exists: a service wants to say "make a stream from this photo, say this, tell me when it is done"
+against D-ID (with a real key) or talkstream's own server, without writing the five-step dance. This
+module drives each stream's session through the same state machine as the server, in the client role:
+
+* create → ``offer_received``; answer (opening ``JanusDataChannel`` first, as D-ID's clients do) →
+  ``answer_sent``; each local candidate and the end-of-candidates marker → ``candidate_sent``; the
+  transport's report → ``ice_connected``, within the connect timeout or ``closed(connect_timeout)``;
+* talks → ``talk_requested``; ``stream/started`` → ``talk_started``; ``stream/done`` or
+  ``stream/error`` → the talk ends (``talk_finished`` / ``last_talk_finished``);
+* the server expires a stream after its idle timeout with no message: the client's session has the same
+  timer and shows that as ``closed(expired)``.
+
+Every request echoes the stream's ``session_id``; retries follow the client's `RetryPolicy`; error
+answers become typed `TalkstreamError`s with D-ID's kind, description and status.
+
+What it must never do: import a backend (HTTP and WebRTC come through `engine.ports`), or hide an error
+answer: a refused request raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .clock import Clock, SystemClock, run_with_timeout
+from .errors import (
+    ConnectionFailedError,
+    IllegalTransition,
+    NotFoundError,
+    TalkstreamError,
+    error_from_response,
+)
+from .events import EventStream, SessionEvent, StateChanged
+from .messages import (
+    AudioScript,
+    CreateStreamRequest,
+    CreateStreamResponse,
+    DeleteRequest,
+    IceCandidateRequest,
+    Provider,
+    SdpRequest,
+    SessionDescription,
+    TalkConfig,
+    TalkRequest,
+    TalkResponse,
+    TextScript,
+)
+from .ports import ClientTransport, HttpPort, HttpRequest, HttpResponse, IceServerConfig
+from .retry import RetryPolicy, parse_retry_after
+from .session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine, StreamSession
+from .states import CloseReason, Input, State
+
+__all__ = ["ClientStream", "ClientTalk", "StreamClient", "TalkFailedError"]
+
+_log = logging.getLogger("talkstream.client")
+
+
+class TalkFailedError(TalkstreamError):
+    """The server reported ``stream/error`` for a talk."""
+
+    kind = "StreamError"
+    status = 500
+    default_description = "the talk failed"
+
+
+class ClientTalk:
+    """One talk asked of a stream: its id and duration as the server answered, and its end."""
+
+    def __init__(self, response: TalkResponse) -> None:
+        self.video_id = response.video_id
+        self.duration = response.duration
+        self.started = asyncio.get_running_loop().create_future()
+        self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.error: TalkstreamError | None = None
+
+    async def done(self, within: float | None = None) -> None:
+        """Wait until the server says the talk is done; raise `TalkFailedError` if it failed."""
+        waiter = asyncio.shield(self.finished)
+        if within is None:
+            await waiter
+        else:
+            await asyncio.wait_for(waiter, within)
+
+    def _end(self, error: TalkstreamError | None = None) -> None:
+        if not self.started.done():
+            self.started.set_result(None)
+        if not self.finished.done():
+            self.error = error
+            if error is None:
+                self.finished.set_result(None)
+            else:
+                self.finished.set_exception(error)
+                self.finished.exception()  # retrieved here: nobody may be waiting for this talk
+
+
+@attrs.frozen
+class _Message:
+    """A data-channel message, queued with the transport's reports so both apply in arrival order."""
+
+    subject: str
+    payload: str
+
+
+class ClientStream:
+    """One stream on a server, as seen from the client."""
+
+    def __init__(
+        self,
+        client: StreamClient,
+        session: StreamSession,
+        transport: ClientTransport,
+        sink: object | None,
+        ice_servers: Sequence[IceServerConfig] = (),
+    ) -> None:
+        self._client = client
+        self.session = session
+        self.ready = asyncio.Event()  # stream/ready (after the warm-up video)
+        self.messages: list[tuple[float, str]] = []
+        self._talks: deque[ClientTalk] = deque()
+        self._connected = asyncio.Event()
+        self._reports: asyncio.Queue[tuple[Input, str] | _Message] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self._consume())]
+        self._closing: asyncio.Task[None] | None = None
+        session.subscribe(self._on_event)
+        self.peer = transport.create_peer(session.stream_id, self._report, self._message, sink, ice_servers)
+
+    @property
+    def stream_id(self) -> str:
+        return self.session.stream_id
+
+    @property
+    def state(self) -> State:
+        return self.session.state
+
+    def events(self) -> EventStream[SessionEvent]:
+        """This stream's session events from now on (state changes, talks, the close)."""
+        return self.session.events()
+
+    async def connected(self, within: float | None = None) -> None:
+        """Wait for ICE to connect; raise if the stream closes instead (connect timeout, ICE failure)."""
+        wait = self._connected.wait()
+        if within is None:
+            await wait
+        else:
+            await run_with_timeout(self._client.clock, within, wait)
+        if self.session.state is State.CLOSED:
+            raise ConnectionFailedError(f"stream closed before connecting ({self._reason()})")
+
+    async def talk(
+        self,
+        *,
+        text: str | None = None,
+        audio_url: str | None = None,
+        voice: str | None = None,
+        provider: str = "microsoft",
+        ssml: bool = False,
+        pad_audio: float | None = None,
+    ) -> ClientTalk:
+        """Ask for one talk (text, or an audio file's URL); it plays after the ones already queued."""
+        if (text is None) == (audio_url is None):
+            raise ValueError("give either text or audio_url")
+        script: TextScript | AudioScript
+        if text is not None:
+            speaker = Provider(type=provider, voice_id=voice) if voice else None
+            script = TextScript(input=text, ssml=ssml, provider=speaker)
+        else:
+            assert audio_url is not None
+            script = AudioScript(audio_url=audio_url)
+        config = TalkConfig(pad_audio=pad_audio) if pad_audio is not None else None
+        request = TalkRequest(script=script, config=config, session_id=self.session.session_id)
+        if not self.session.allows(Input.TALK_REQUESTED):
+            raise IllegalTransition(self.session.state, Input.TALK_REQUESTED)
+        body = await self._client._call(
+            "POST", f"/talks/streams/{self.stream_id}", request.to_json(), retry=True
+        )
+        talk = ClientTalk(TalkResponse.from_json(body))
+        self._talks.append(talk)
+        await self.session.apply(Input.TALK_REQUESTED)
+        return talk
+
+    async def close(self) -> CloseReason | None:
+        """Delete the stream on the server (if it still lives) and close the peer.
+
+        The session closes as ``deleted`` first: the server's answer and the peer's own report of the
+        connection closing race each other, and the reason is the client's request either way. A server
+        that no longer knows the stream (it expired it) is not an error here.
+        """
+        if self.session.state is not State.CLOSED:
+            await self.session.close(Input.DELETE_REQUESTED)
+            try:
+                await self._client._call(
+                    "DELETE",
+                    f"/talks/streams/{self.stream_id}",
+                    DeleteRequest(session_id=self.session.session_id).to_json(),
+                    retry=True,
+                )
+            except NotFoundError:
+                pass
+            finally:
+                await self._shutdown()
+        await self._shutdown()
+        return self.session.close_reason
+
+    # -- inside --------------------------------------------------------------------------------------
+
+    def _reason(self) -> str:
+        reason = self.session.close_reason
+        return reason.value if reason else "?"
+
+    def _on_event(self, event: SessionEvent) -> None:
+        if isinstance(event, StateChanged):
+            if event.new in (State.CONNECTED, State.CLOSED):
+                self._connected.set()
+            if event.new is State.CLOSED:
+                for talk in self._talks:
+                    talk._end(ConnectionFailedError(f"stream closed ({self._reason()})"))
+                self._talks.clear()
+                self._begin_shutdown()
+
+    def _report(self, inp: Input, detail: str) -> None:
+        self._reports.put_nowait((inp, detail))
+
+    def _message(self, text: str) -> None:
+        self.messages.append((time.monotonic(), text))
+        subject, _, payload = text.partition(":")
+        self._reports.put_nowait(_Message(subject, payload))
+
+    async def _consume(self) -> None:
+        """Apply transport reports and data-channel messages one by one (never inside a callback)."""
+        while True:
+            item = await self._reports.get()
+            try:
+                if isinstance(item, _Message):
+                    await self._on_message(item.subject, item.payload)
+                else:
+                    await self.session.apply(item[0])
+            except IllegalTransition as exc:
+                _log.debug("%s: %s", self.stream_id, exc)
+
+    async def _on_message(self, subject: str, payload: str) -> None:
+        if subject == "stream/ready":
+            self.ready.set()
+            return
+        if not self._talks:
+            _log.debug("%s: %s with no talk pending", self.stream_id, subject)
+            return
+        talk = self._talks[0]
+        if subject == "stream/started":
+            if not talk.started.done():
+                talk.started.set_result(None)
+            await self.session.apply(Input.TALK_STARTED)
+        elif subject in ("stream/done", "stream/error"):
+            self._talks.popleft()
+            error = None
+            if subject == "stream/error":
+                details: Any = _json_or_text(payload)
+                text = details.get("description") if isinstance(details, dict) else None
+                error = TalkFailedError(text or "the talk failed", details=details)
+            if not talk.started.done():
+                await self.session.apply(Input.TALK_STARTED)
+            await self.session.finish_talk()
+            talk._end(error)
+
+    def _begin_shutdown(self) -> asyncio.Task[None]:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._free())
+        return self._closing
+
+    async def _shutdown(self) -> None:
+        await asyncio.shield(self._begin_shutdown())
+
+    async def _free(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.peer.close()
+        self._client._streams.pop(self.stream_id, None)
+
+
+def _json_or_text(payload: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
+
+
+class StreamClient:
+    """Drives streams on one server. Use as ``async with StreamClient(http, transport) as client``."""
+
+    def __init__(
+        self,
+        http: HttpPort,
+        transport: ClientTransport,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> None:
+        self.http = http
+        self.transport = transport
+        self.retry = retry if retry is not None else RetryPolicy.did_demo()
+        self.clock = clock or SystemClock()
+        self.engine = SessionEngine(
+            clock=self.clock, idle_timeout=idle_timeout, connect_timeout=connect_timeout
+        )
+        self._streams: dict[str, ClientStream] = {}
+
+    async def __aenter__(self) -> StreamClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every stream this client opened, then the HTTP adapter and the transport."""
+        streams = list(self._streams.values())
+        await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        await self.http.aclose()
+        await self.transport.aclose()
+
+    async def create(
+        self,
+        source_url: str,
+        *,
+        sink: object | None = None,
+        session_timeout: float | None = None,
+        **options: Any,
+    ) -> ClientStream:
+        """Create a stream and negotiate its connection; `await stream.connected()` before talking.
+
+        `options` are the other fields of D-ID's create request (``stream_warmup``, ``driver_url``,
+        ``compatibility_mode``, ``output_resolution``, ...). `sink` receives the media.
+        """
+        request = CreateStreamRequest.from_json(
+            {"source_url": source_url, "session_timeout": session_timeout, **options}
+        )
+        body = await self._call("POST", "/talks/streams", request.to_json(), retry=True)
+        created = CreateStreamResponse.from_json(body)
+        session = self.engine.open(
+            "client", stream_id=created.id, session_id=created.session_id, idle_timeout=session_timeout
+        )
+        stream: ClientStream | None = None
+        try:
+            await session.apply(Input.OFFER_RECEIVED)
+            servers = [
+                IceServerConfig(
+                    urls=(s.urls,) if isinstance(s.urls, str) else s.urls,
+                    username=s.username,
+                    credential=s.credential,
+                )
+                for s in created.ice_servers
+            ]
+            stream = ClientStream(self, session, self.transport, sink, servers)
+            self._streams[created.id] = stream
+            await self._negotiate(stream, created.offer)
+        except BaseException:
+            await session.close(Input.ERROR)
+            if stream is not None:
+                await stream._shutdown()
+            raise
+        return stream
+
+    async def _negotiate(self, stream: ClientStream, offer: SessionDescription) -> None:
+        session = stream.session
+        answer = await stream.peer.answer(offer.sdp)
+        path = f"/talks/streams/{stream.stream_id}"
+        sdp = SdpRequest(answer=SessionDescription(type="answer", sdp=answer), session_id=session.session_id)
+        await self._call("POST", f"{path}/sdp", sdp.to_json(), retry=True)
+        await session.apply(Input.ANSWER_SENT)
+        for candidate, mid, index in stream.peer.candidates():
+            ice = IceCandidateRequest(
+                candidate=candidate, sdp_mid=mid, sdp_m_line_index=index, session_id=session.session_id
+            )
+            await self._call("POST", f"{path}/ice", ice.to_json(), retry=True)
+            await session.apply(Input.CANDIDATE_SENT)
+        await self._call(
+            "POST", f"{path}/ice", IceCandidateRequest(session_id=session.session_id).to_json(), retry=True
+        )
+        await session.apply(Input.CANDIDATE_SENT)
+
+    async def _call(self, method: str, path: str, body: Any, *, retry: bool) -> Any:
+        """One request with the client's retry policy; error answers raise typed errors."""
+
+        async def attempt(_: int) -> Any:
+            response = await self.http.send(HttpRequest(method=method, path=path, body=body))
+            return self._check(response)
+
+        if not retry:
+            return await attempt(0)
+        return await self.retry.run(attempt, clock=self.clock)
+
+    @staticmethod
+    def _check(response: HttpResponse) -> Any:
+        if 200 <= response.status < 300:
+            return response.body
+        retry_after = parse_retry_after(response.headers.get("retry-after"), now_wall=time.time())
+        raise error_from_response(response.status, response.body, retry_after=retry_after)
+
+    def streams(self) -> list[ClientStream]:
+        return list(self._streams.values())

@@ -1,0 +1,165 @@
+"""Real WebRTC for the client side, with aiortc (implements `engine.ports.ClientTransport`).
+
+Why it exists: `engine.client.StreamClient` needs a peer that answers a server's offer, opens
+``JanusDataChannel`` as D-ID's clients do, receives the audio and video tracks, and reports ICE as engine
+inputs. aiortc gathers every candidate before `setLocalDescription` returns, so the answer carries them
+inline; `candidates()` lists them too, for servers that want them trickled.
+
+The same facts as the server side hold (see `aiortc_transport`): no ICE servers unless given, and the host
+addresses offered are chosen through the documented hook (loopback only by default, which is what talking to
+a local server needs; pass ``host_addresses=None`` for aioice's own choice when the server is elsewhere).
+
+What it must never do: run client logic inside aiortc's callbacks (they only report), or let an aiortc
+exception escape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from talkstream.engine.errors import BadRequestError, TransportError
+from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
+from talkstream.engine.states import Input
+
+from .aiortc_transport import offered_host_addresses
+from .sink import MediaSink
+
+__all__ = ["AiortcClientPeer", "AiortcClientTransport"]
+
+_log = logging.getLogger(__name__)
+
+
+class AiortcClientPeer:
+    def __init__(
+        self,
+        transport: AiortcClientTransport,
+        stream_id: str,
+        report: ReportCallback,
+        on_message: MessageCallback,
+        sink: MediaSink | None,
+        ice_servers: Sequence[IceServerConfig],
+    ) -> None:
+        self._transport = transport
+        self.stream_id = stream_id
+        self._report = report
+        self._on_message = on_message
+        self._sink = sink
+        servers = [
+            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+            for s in (*transport.ice_servers, *ice_servers)
+        ]
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._connected = False
+        self._answer_sdp = ""
+        channel = self._pc.createDataChannel("JanusDataChannel")
+        channel.on("message", self._message)
+        self._pc.on("track", self._track)
+        self._pc.on("iceconnectionstatechange", self._ice_state)
+
+    def _message(self, message: str | bytes) -> None:
+        self._on_message(message if isinstance(message, str) else message.decode("utf-8", "replace"))
+
+    def _ice_state(self) -> None:
+        state = self._pc.iceConnectionState
+        if state in ("connected", "completed") and not self._connected:
+            self._connected = True
+            self._report(Input.ICE_CONNECTED, state)
+        elif state == "failed":
+            self._report(Input.ICE_FAILED, state)
+        elif state == "closed" and not self._closed:
+            self._report(Input.TRANSPORT_CLOSED, state)
+
+    def _track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.ensure_future(self._pump(track)))
+
+    async def _pump(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame: Any = await track.recv()
+            except MediaStreamError:
+                return
+            if self._sink is not None:
+                if track.kind == "video":
+                    self._sink.add_video(frame)
+                else:
+                    self._sink.add_audio(frame)
+
+    async def answer(self, offer_sdp: str) -> str:
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            addresses = self._transport.host_addresses
+            with offered_host_addresses(addresses) if addresses is not None else contextlib.nullcontext():
+                await self._pc.setLocalDescription(await self._pc.createAnswer())
+        except (ValueError, AssertionError, KeyError, IndexError) as exc:
+            raise BadRequestError(f"the server's offer could not be used: {exc}") from exc
+        except Exception as exc:
+            raise TransportError(f"could not answer the offer: {exc}") from exc
+        self._answer_sdp = str(self._pc.localDescription.sdp)
+        return self._answer_sdp
+
+    def candidates(self) -> list[tuple[str, str | None, int | None]]:
+        found: list[tuple[str, str | None, int | None]] = []
+        mid: str | None = None
+        index = -1
+        for line in self._answer_sdp.splitlines():
+            if line.startswith("m="):
+                index += 1
+                mid = None
+            elif line.startswith("a=mid:"):
+                mid = line[len("a=mid:") :]
+            elif line.startswith("a=candidate:"):
+                found.append((line[2:], mid, index))
+        return found
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            # Shielded: cancelling our caller must not cancel aiortc's own close, which it may be
+            # running already (it closes itself when DTLS ends) and would then fail to finish.
+            await asyncio.shield(self._pc.close())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._transport._peers.discard(self)
+
+
+class AiortcClientTransport:
+    """aiortc peers for the client; `host_addresses` as for the server transport."""
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Sequence[IceServerConfig] = (),
+        host_addresses: Sequence[str] | None = ("127.0.0.1",),
+    ) -> None:
+        self.ice_servers = tuple(ice_servers)
+        self.host_addresses = tuple(host_addresses) if host_addresses is not None else None
+        self._peers: set[AiortcClientPeer] = set()
+
+    def create_peer(
+        self,
+        stream_id: str,
+        report: ReportCallback,
+        on_message: MessageCallback,
+        sink: object | None,
+        ice_servers: Sequence[IceServerConfig] = (),
+    ) -> AiortcClientPeer:
+        if sink is not None and not isinstance(sink, MediaSink):
+            raise TypeError("the aiortc client transport delivers media to a MediaSink")
+        peer = AiortcClientPeer(self, stream_id, report, on_message, sink, ice_servers)
+        self._peers.add(peer)
+        return peer
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(peer.close() for peer in tuple(self._peers)))
