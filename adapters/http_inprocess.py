@@ -1,0 +1,147 @@
+"""HTTP in process: the client's requests handed to an aiohttp app through memory, not a socket.
+
+Why it exists: tests and scenario replay want the whole protocol, server included, in one process and
+fast, without ports to pick or sockets to leak (as httpx's ``ASGITransport`` does for ASGI apps). Each
+request is real HTTP/1.1 bytes fed to the app's own request handler (aiohttp's server protocol) over an
+in-memory `asyncio.Transport`; the bytes it writes back are parsed as the response. Middlewares, routing,
+auth and error bodies all run exactly as over the network.
+
+The adapter owns the app's lifetime: the first request starts it (its cleanup contexts run), `aclose`
+stops it.
+
+What it must never do: open a socket, or bypass the app's middlewares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from talkstream.engine.errors import ConnectionFailedError
+from talkstream.engine.ports import HttpRequest, HttpResponse
+
+__all__ = ["InProcessAdapter"]
+
+
+class _MemoryTransport(asyncio.Transport):
+    """Collects what the server writes; `done` is set when it closes the connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.done = asyncio.Event()
+        self._closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def writelines(self, list_of_data: Any) -> None:
+        for data in list_of_data:
+            self.write(data)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        self._closing = True
+        self.done.set()
+
+    def abort(self) -> None:
+        self.close()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 0), "sockname": ("127.0.0.1", 0)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_reading(self) -> bool:
+        return True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class InProcessAdapter:
+    """Sends protocol requests to `app` in this process (implements `engine.ports.HttpPort`)."""
+
+    def __init__(self, app: web.Application, api_key: str, *, timeout: float = 60.0) -> None:
+        self.app = app
+        self._authorization = f"Basic {api_key}"
+        self._timeout = timeout
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return "InProcessAdapter()"
+
+    async def _server(self) -> web.Server:
+        async with self._lock:
+            if self._runner is None:
+                self._runner = web.AppRunner(self.app, access_log=None)
+                await self._runner.setup()
+            server = self._runner.server
+            assert server is not None
+            return server
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        server = await self._server()
+        body = b"" if request.body is None else json.dumps(request.body).encode()
+        head = (
+            f"{request.method} {request.path} HTTP/1.1\r\n"
+            "Host: inprocess\r\n"
+            f"Authorization: {self._authorization}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode("latin-1")
+        transport = _MemoryTransport()
+        protocol = server()
+        protocol.connection_made(transport)
+        protocol.data_received(head + body)
+        try:
+            await asyncio.wait_for(transport.done.wait(), self._timeout)
+        except TimeoutError as exc:
+            raise ConnectionFailedError(f"{request.method} {request.path}: no answer from the app") from exc
+        finally:
+            protocol.connection_lost(None)
+        return _parse(bytes(transport.written))
+
+    async def aclose(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _parse(raw: bytes) -> HttpResponse:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        status = int(lines[0].split()[1])
+    except (IndexError, ValueError) as exc:
+        raise ConnectionFailedError("the app wrote no HTTP response") from exc
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length")
+    if length is not None and length.isdigit():
+        body = body[: int(length)]
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(text) if text else None
+    except ValueError:
+        parsed = text
+    return HttpResponse(status=status, body=parsed, headers=headers)
