@@ -18,7 +18,7 @@ from talkstream.avatar.fetch import Fetcher, FetchPolicy
 from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
-from talkstream.engine.ports import IceServerConfig
+from talkstream.engine.ports import IceServerConfig, ServerTransport
 from talkstream.engine.server import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_transport import AiortcServerTransport
@@ -48,20 +48,23 @@ def build_app(
     *,
     clock: Clock | None = None,
     tts: TextToSpeech | bool | None = True,
+    transport: ServerTransport | None = None,
     extra_routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The server as an aiohttp app; its service, transport and studio live for the app's lifetime.
 
     `tts`: True for the bundled engine when installed, None for none, or a provider of your own.
+    `transport`: aiortc on the settings' addresses unless given (e.g. `transports.memory`'s).
     """
     engine = SessionEngine(
         clock=clock or SystemClock(),
         idle_timeout=settings.idle_timeout,
         connect_timeout=settings.connect_timeout,
     )
-    transport = AiortcServerTransport(
-        ice_servers=settings.ice_servers, host_addresses=settings.host_addresses
-    )
+    if transport is None:
+        transport = AiortcServerTransport(
+            ice_servers=settings.ice_servers, host_addresses=settings.host_addresses
+        )
     speech = default_tts() if tts is True else (tts or None)
     studio = AvatarStudio(
         tts=speech,

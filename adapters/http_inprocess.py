@@ -87,6 +87,10 @@ class InProcessAdapter:
     def __repr__(self) -> str:
         return "InProcessAdapter()"
 
+    async def start(self) -> None:
+        """Start the app now (the first request would); its startup code and cleanup contexts run."""
+        await self._server()
+
     async def _server(self) -> web.Server:
         async with self._lock:
             if self._runner is None:

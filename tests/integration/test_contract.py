@@ -1,0 +1,137 @@
+"""One contract for every transport: the same protocol, the same state sequences on both sides.
+
+The memory world runs the whole protocol in one process on the virtual clock (in-process HTTP, memory
+WebRTC, the real server app); the aiortc world runs it over 127.0.0.1 in real time. Both must walk the
+server's and the client's sessions through exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+
+from talkstream.adapters.bootstrap import ServerSettings, build_app
+from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http_inprocess import InProcessAdapter
+from talkstream.adapters.http_server import SERVICE
+from talkstream.engine.client import StreamClient
+from talkstream.engine.clock import VirtualClock
+from talkstream.engine.events import SessionEvent
+from talkstream.engine.retry import RetryPolicy
+from talkstream.engine.states import CloseReason, Input
+from talkstream.transports.aiortc_client import AiortcClientTransport
+from talkstream.transports.memory import MemoryNetwork, MemorySink, NetworkKnobs
+from talkstream.transports.sink import MediaSink
+
+from .conftest import KEY
+
+pytestmark = pytest.mark.timeout(120)
+T = TypeVar("T")
+
+
+@attrs.define
+class World:
+    client: StreamClient
+    server_events: list[SessionEvent]
+    virtual: VirtualClock | None
+    sink: Any
+    network: MemoryNetwork | None = None
+
+    async def run(self, awaitable: Awaitable[T]) -> T:
+        """Await, letting virtual time jump while the protocol waits (real time just passes)."""
+        if self.virtual is not None:
+            return await self.virtual.run(awaitable)
+        return await awaitable
+
+    def server_inputs(self) -> list[Input]:
+        return [e.input for e in self.server_events if hasattr(e, "input")]
+
+
+@pytest_asyncio.fixture(params=["memory", "aiortc"])
+async def world(request: Any, settings: ServerSettings) -> AsyncIterator[World]:
+    events: list[SessionEvent] = []
+    if request.param == "memory":
+        clock = VirtualClock()
+        network = MemoryNetwork(clock, NetworkKnobs(delay=0.02))
+        app = build_app(settings, clock=clock, transport=network.server_transport())
+        client = StreamClient(
+            InProcessAdapter(app, KEY), network.client_transport(), clock=clock, retry=RetryPolicy.none()
+        )
+        await client.http.send.__self__._server()  # type: ignore[attr-defined]  # start the app to subscribe
+        app[SERVICE].engine.subscribe(events.append)
+        yield World(client, events, clock, MemorySink(), network)
+        await client.aclose()
+    else:
+        app = build_app(settings)
+        server = TestServer(app, host="127.0.0.1", port=0)
+        await server.start_server()
+        app[SERVICE].engine.subscribe(events.append)
+        base = str(server.make_url("")).rstrip("/")
+        client = StreamClient(AiohttpAdapter(base, KEY), AiortcClientTransport(), retry=RetryPolicy.none())
+        yield World(client, events, None, MediaSink())
+        await client.aclose()
+        await server.close()
+
+
+async def test_same_sequences_on_every_transport(world: World) -> None:
+    stream = await world.client.create("bundled:astronaut", sink=world.sink, output_resolution=160)
+    await world.run(stream.connected())
+    # One talk after the other: in real time a second talk asked at once may be requested before or
+    # after the first one starts, and the contract is about sequences both worlds must share.
+    first = await stream.talk(text="One two.")
+    await world.run(first.done())
+    second = await stream.talk(text="Three four.")
+    await world.run(second.done())
+    assert await stream.close() is CloseReason.DELETED
+    client_inputs = [e.input for e in stream.session.history]
+    candidates = len(stream.peer.candidates())
+    assert client_inputs == [
+        Input.OFFER_RECEIVED,
+        Input.ANSWER_SENT,
+        *[Input.CANDIDATE_SENT] * (candidates + 1),
+        Input.ICE_CONNECTED,
+        *[Input.TALK_REQUESTED, Input.TALK_STARTED, Input.LAST_TALK_FINISHED] * 2,
+        Input.DELETE_REQUESTED,
+    ]
+    server = world.server_inputs()
+    assert [i for i in server if i is not Input.CANDIDATE_RECEIVED] == [
+        Input.OFFER_SENT,
+        Input.ANSWER_RECEIVED,
+        Input.ICE_CONNECTED,
+        *[Input.TALK_REQUESTED, Input.TALK_STARTED, Input.LAST_TALK_FINISHED] * 2,
+        Input.DELETE_REQUESTED,
+    ]
+    assert server.count(Input.CANDIDATE_RECEIVED) == candidates + 1
+    assert world.sink.frames > 10
+
+
+async def test_a_five_minute_expiry_replays_instantly_on_the_virtual_clock(world: World) -> None:
+    if world.virtual is None:
+        pytest.skip("real time: the expiry itself is covered on the virtual clock")
+    stream = await world.client.create("bundled:astronaut", output_resolution=160)
+    await world.run(stream.connected())
+    await world.virtual.advance(299.9)
+    before = stream.session.close_reason
+    await world.virtual.advance(0.1)
+    assert (before, stream.session.close_reason) == (None, CloseReason.EXPIRED)
+    assert world.server_inputs()[-1] is Input.IDLE_EXPIRED
+    assert world.network is not None
+    await world.run(stream.close())
+    assert world.network.live_peers == 0
+
+
+async def test_ice_failure_closes_both_sides(settings: ServerSettings) -> None:
+    clock = VirtualClock()
+    network = MemoryNetwork(clock, NetworkKnobs(ice_fails=True))
+    app = build_app(settings, clock=clock, transport=network.server_transport())
+    async with StreamClient(InProcessAdapter(app, KEY), network.client_transport(), clock=clock) as client:
+        stream = await client.create("bundled:astronaut", output_resolution=160)
+        with pytest.raises(Exception, match="closed before connecting"):
+            await clock.run(stream.connected())
+        assert stream.session.close_reason is CloseReason.ICE_FAILED
+        assert len(app[SERVICE]) == 0

@@ -1,0 +1,274 @@
+"""An in-memory WebRTC fake: server and client peers paired through a `MemoryNetwork`, on the engine clock.
+
+Why it exists: the whole protocol, server included, should run in one process with no sockets and no
+real time, for unit tests of the engine and for fast scenario replay. The fake keeps WebRTC's shape:
+the server's offer and the client's answer are SDP text (carrying the peers' ids), ICE "connects" a
+configurable delay after the answer is applied and both sides report it, data-channel messages and media
+frames arrive after the same delay. Knobs inject the faults a real network has: ICE that fails, messages
+that are lost, a peer that vanishes.
+
+Like aiortc's handlers, the fake's deliveries only call the callbacks they were given; they run as timers
+on the `Clock`, so a `VirtualClock` makes every run deterministic.
+
+What it must never do: pretend to succeed where real WebRTC would not (an answer that is not the answer to
+this offer is refused), or deliver anything after a peer closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Sequence
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+from talkstream.engine.clock import Clock
+from talkstream.engine.errors import BadRequestError
+from talkstream.engine.ports import (
+    IceServerConfig,
+    MessageCallback,
+    PeerOptions,
+    ReportCallback,
+)
+from talkstream.engine.states import Input
+
+__all__ = ["MemoryClientPeer", "MemoryNetwork", "MemoryServerPeer", "MemorySink", "NetworkKnobs"]
+
+_ids = itertools.count(1)
+_TAG = "a=x-talkstream-memory:"
+
+
+@attrs.define(kw_only=True)
+class NetworkKnobs:
+    """Faults and delays. `lose_messages`: indexes (0-based, per server peer) of data-channel messages
+    that never arrive."""
+
+    delay: float = 0.01
+    ice_fails: bool = False
+    lose_messages: frozenset[int] = frozenset()
+
+
+class MemorySink:
+    """What a memory client peer received: video frames and audio chunks with their media times."""
+
+    def __init__(self) -> None:
+        self.video: list[tuple[float, npt.NDArray[np.uint8]]] = []
+        self.audio: list[tuple[float, npt.NDArray[np.int16]]] = []
+
+    @property
+    def frames(self) -> int:
+        return len(self.video)
+
+    @property
+    def samples(self) -> int:
+        return sum(len(pcm) for _, pcm in self.audio)
+
+
+class MemoryNetwork:
+    """The wire between memory peers; makes the server's and the client's transports."""
+
+    def __init__(self, clock: Clock, knobs: NetworkKnobs | None = None) -> None:
+        self.clock = clock
+        self.knobs = knobs or NetworkKnobs()
+        self._servers: dict[str, MemoryServerPeer] = {}
+        self._clients: dict[str, MemoryClientPeer] = {}
+
+    def server_transport(self) -> MemoryServerTransport:
+        return MemoryServerTransport(self)
+
+    def client_transport(self) -> MemoryClientTransport:
+        return MemoryClientTransport(self)
+
+    def later(self, action: Callable[[], None]) -> None:
+        self.clock.call_later(self.knobs.delay, action)
+
+    def vanish(self, peer: _MemoryPeer) -> None:
+        """The peer disappears without a word: the other side reports the transport closed."""
+        other = peer.partner
+        peer._dead = True
+        if other is not None and not other._dead:
+            self.later(lambda: other._report_once(Input.TRANSPORT_CLOSED, "peer vanished"))
+
+    @property
+    def live_peers(self) -> int:
+        return sum(not p._dead for p in self._servers.values()) + sum(
+            not p._dead for p in self._clients.values()
+        )
+
+
+class _MemoryPeer:
+    def __init__(self, network: MemoryNetwork, report: ReportCallback) -> None:
+        self.network = network
+        self.id = f"mem{next(_ids)}"
+        self._report = report
+        self._dead = False
+        self._reported: set[Input] = set()
+        self.partner: _MemoryPeer | None = None
+        self.connected = asyncio.Event()
+
+    def _report_once(self, inp: Input, detail: str) -> None:
+        if not self._dead and inp not in self._reported:
+            self._reported.add(inp)
+            if inp is Input.ICE_CONNECTED:
+                self.connected.set()
+            self._report(inp, detail)
+
+    async def close(self) -> None:
+        if not self._dead:
+            self.network.vanish(self)  # the other side sees the transport close, as over a real wire
+
+
+class MemoryServerPeer(_MemoryPeer):
+    """The server's side (implements `engine.ports.ServerPeer`)."""
+
+    def __init__(
+        self, network: MemoryNetwork, stream_id: str, options: PeerOptions, report: ReportCallback
+    ) -> None:
+        super().__init__(network, report)
+        self.stream_id = stream_id
+        self.options = options
+        self.sent_messages = 0
+        self.pending_candidates: list[str | None] = []
+        self._epoch = network.clock.now()
+        network._servers[self.id] = self
+
+    async def make_offer(self) -> str:
+        codec = "H264" if self.options.video_codec == "h264" else "VP8"
+        return (
+            "v=0\r\ns=talkstream-memory\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n"
+            f"m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 {codec}/90000\r\n"
+            f"m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n{_TAG}{self.id}\r\n"
+        )
+
+    async def apply_answer(self, sdp: str) -> None:
+        client_id = _tag(sdp)
+        client = self.network._clients.get(client_id or "")
+        if client is None or client.offer_from != self.id:
+            raise BadRequestError("invalid answer: not an answer to this offer")
+        if self.partner is not None:
+            raise BadRequestError("the answer was already applied")
+        self.partner, client.partner = client, self
+        knobs = self.network.knobs
+        outcome = Input.ICE_FAILED if knobs.ice_fails else Input.ICE_CONNECTED
+
+        def settle() -> None:
+            detail = "failed" if knobs.ice_fails else "completed"
+            self._report_once(outcome, detail)
+            client._report_once(outcome, detail)
+
+        self.network.later(settle)
+
+    async def add_candidate(
+        self, candidate: str | None, sdp_mid: str | None, sdp_m_line_index: int | None
+    ) -> None:
+        if candidate is not None and not candidate.startswith("candidate:"):
+            raise BadRequestError(f"invalid candidate: {candidate[:100]!r}")
+        self.pending_candidates.append(candidate)
+
+    def send_message(self, text: str) -> int:
+        index = self.sent_messages
+        self.sent_messages += 1
+        client = self.partner
+        if self._dead or not isinstance(client, MemoryClientPeer) or not self.connected.is_set():
+            return 0
+        if index not in self.network.knobs.lose_messages:
+            self.network.later(lambda: None if client._dead else client._on_message(text))
+        return 1
+
+    async def ready(self, within: float) -> bool:
+        return self.connected.is_set()
+
+    def media_time(self) -> float:
+        return self.network.clock.now() - self._epoch
+
+    async def send_video(self, frame: npt.NDArray[np.uint8], at: float) -> None:
+        client = self.partner
+        if client is not None and not self._dead and isinstance(client, MemoryClientPeer) and client.sink:
+            sink = client.sink
+            self.network.later(lambda: None if client._dead else sink.video.append((at, frame)))
+
+    async def send_audio(self, pcm: npt.NDArray[np.int16], at: float) -> None:
+        client = self.partner
+        if client is not None and not self._dead and isinstance(client, MemoryClientPeer) and client.sink:
+            sink = client.sink
+            self.network.later(lambda: None if client._dead else sink.audio.append((at, pcm)))
+
+
+class MemoryServerTransport:
+    """Memory peers for the server (implements `engine.ports.ServerTransport`)."""
+
+    ice_servers: Sequence[IceServerConfig] = ()
+
+    def __init__(self, network: MemoryNetwork) -> None:
+        self.network = network
+
+    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> MemoryServerPeer:
+        return MemoryServerPeer(self.network, stream_id, options, report)
+
+    @property
+    def live_peers(self) -> int:
+        return sum(not p._dead for p in self.network._servers.values())
+
+    async def aclose(self) -> None:
+        for peer in list(self.network._servers.values()):
+            await peer.close()
+
+
+class MemoryClientPeer(_MemoryPeer):
+    """The client's side (implements `engine.ports.ClientPeer`)."""
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        report: ReportCallback,
+        on_message: MessageCallback,
+        sink: MemorySink | None,
+    ) -> None:
+        super().__init__(network, report)
+        self._on_message = on_message
+        self.sink = sink
+        self.offer_from: str | None = None
+        network._clients[self.id] = self
+
+    async def answer(self, offer_sdp: str) -> str:
+        server_id = _tag(offer_sdp)
+        if server_id is None or server_id not in self.network._servers:
+            raise BadRequestError("the server's offer is not a memory-network offer")
+        self.offer_from = server_id
+        candidate = f"a=candidate:1 1 udp 1 {self.id} 1 typ host"
+        return f"v=0\r\ns=talkstream-memory-answer\r\n{_TAG}{self.id}\r\n{candidate}\r\n"
+
+    def candidates(self) -> list[tuple[str, str | None, int | None]]:
+        return [(f"candidate:1 1 udp 1 {self.id} 1 typ host", "0", 0)]
+
+
+class MemoryClientTransport:
+    """Memory peers for the client (implements `engine.ports.ClientTransport`)."""
+
+    def __init__(self, network: MemoryNetwork) -> None:
+        self.network = network
+
+    def create_peer(
+        self,
+        stream_id: str,
+        report: ReportCallback,
+        on_message: MessageCallback,
+        sink: object | None,
+        ice_servers: Sequence[IceServerConfig] = (),
+    ) -> MemoryClientPeer:
+        if sink is not None and not isinstance(sink, MemorySink):
+            raise TypeError("the memory transport delivers media to a MemorySink")
+        return MemoryClientPeer(self.network, report, on_message, sink)
+
+    async def aclose(self) -> None:
+        for peer in list(self.network._clients.values()):
+            await peer.close()
+
+
+def _tag(sdp: str) -> str | None:
+    for line in sdp.splitlines():
+        if line.startswith(_TAG):
+            return line[len(_TAG) :].strip()
+    return None
