@@ -5,7 +5,7 @@ Why it exists: one entry point for people and for the Makefile. Today it shows t
 ``talkstream talk`` starts it in-process (or uses ``--url``), connects with the client, speaks, writes an MP4;
 ``talkstream simulate`` drives a server-side stream session through a whole life on the virtual clock
 (offer, early candidates, answer, ICE, queued talks, a refused input, idle expiry) and prints every event;
-``talkstream states`` prints the transition table or its Mermaid diagram.
+``talkstream replay`` runs scenario files; ``talkstream states`` prints the transition table or its diagram.
 
 What it must never do: hold protocol logic of its own; it wires engine parts together and prints.
 """
@@ -164,6 +164,29 @@ async def talk(args: argparse.Namespace, out: list[str]) -> int:
             await runner.cleanup()
 
 
+async def replay(args: argparse.Namespace, paths: list[Path]) -> int:
+    """Run scenario files, with a line per scenario as it ends and a table at the end."""
+    from .replay import run_scenario
+
+    outcomes = []
+    for number, path in enumerate(paths, 1):
+        outcome = await run_scenario(path, target=args.target, transport=args.transport)
+        outcomes.append(outcome)
+        mark = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}[outcome.status]
+        note = f"  {outcome.detail}" if outcome.detail else ""
+        print(
+            f"[{number}/{len(paths)}] {mark} {outcome.name} ({outcome.seconds * 1000:.0f} ms){note}",
+            flush=True,
+        )
+    width = max((len(o.name) for o in outcomes), default=10)
+    print(f"\n{'scenario':<{width}}  {'result':<7}  {'steps':>5}  {'ms':>8}")
+    for o in outcomes:
+        print(f"{o.name:<{width}}  {o.status:<7}  {o.steps:>5}  {o.seconds * 1000:>8.1f}")
+    counts = {status: sum(o.status == status for o in outcomes) for status in ("passed", "failed", "skipped")}
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
+    return 1 if counts["failed"] or not outcomes else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkstream", description="talkstream: D-ID-compatible streams")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +217,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     spk.add_argument(
         "--url", help="another compatible server (its key in DID_API_KEY) instead of the embedded one"
     )
+    rep = commands.add_parser("replay", help="run scenario files (specs/scenarios) against a server")
+    rep.add_argument("files", nargs="+", help="scenario files or folders of them")
+    rep.add_argument("--target", default="inprocess", help="inprocess (default) or a server's base URL")
+    rep.add_argument(
+        "--transport",
+        default=None,
+        choices=["memory", "aiortc"],
+        help="WebRTC transport (default: memory in process, aiortc for a URL)",
+    )
     sim = commands.add_parser("simulate", help="drive one session through its life on the virtual clock")
     sim.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default 300)")
     states = commands.add_parser("states", help="print the transition table")
@@ -202,6 +234,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "serve":
         return serve(args)
+    if args.command == "replay":
+        if args.transport is None:
+            args.transport = "memory" if args.target == "inprocess" else "aiortc"
+        logging.basicConfig(level=logging.WARNING)
+        paths: list[Path] = []
+        for name in args.files:
+            path = Path(name)
+            paths += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+        return asyncio.run(replay(args, paths))
     if args.command == "talk":
         lines: list[str] = []
         try:

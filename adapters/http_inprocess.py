@@ -81,24 +81,24 @@ class InProcessAdapter:
         self.app = app
         self._authorization = f"Basic {api_key}"
         self._timeout = timeout
-        self._runner: web.AppRunner | None = None
-        self._lock = asyncio.Lock()
+        self._host = _Host(app)
+        self._owner = True
 
     def __repr__(self) -> str:
         return "InProcessAdapter()"
+
+    def with_key(self, api_key: str) -> InProcessAdapter:
+        """Another adapter to the same running app, sending another key (its `aclose` leaves the app)."""
+        sibling = InProcessAdapter(self.app, api_key, timeout=self._timeout)
+        sibling._host, sibling._owner = self._host, False
+        return sibling
 
     async def start(self) -> None:
         """Start the app now (the first request would); its startup code and cleanup contexts run."""
         await self._server()
 
     async def _server(self) -> web.Server:
-        async with self._lock:
-            if self._runner is None:
-                self._runner = web.AppRunner(self.app, access_log=None)
-                await self._runner.setup()
-            server = self._runner.server
-            assert server is not None
-            return server
+        return await self._host.server()
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         server = await self._server()
@@ -124,9 +124,32 @@ class InProcessAdapter:
         return _parse(bytes(transport.written))
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._owner:
+            await self._host.stop()
+
+
+class _Host:
+    """The running app that an adapter and its siblings share."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.runner: web.AppRunner | None = None
+        self.lock = asyncio.Lock()
+
+    async def server(self) -> web.Server:
+        async with self.lock:
+            if self.runner is None:
+                self.runner = web.AppRunner(self.app, access_log=None)
+                await self.runner.setup()
+            server = self.runner.server
+            assert server is not None
+            return server
+
+    async def stop(self) -> None:
+        async with self.lock:
+            if self.runner is not None:
+                await self.runner.cleanup()
+                self.runner = None
 
 
 def _parse(raw: bytes) -> HttpResponse:

@@ -120,8 +120,10 @@ class ClientStream:
         transport: ClientTransport,
         sink: object | None,
         ice_servers: Sequence[IceServerConfig] = (),
+        offer: SessionDescription | None = None,
     ) -> None:
         self._client = client
+        self._offer = offer
         self.session = session
         self.ready = asyncio.Event()  # stream/ready (after the warm-up video)
         self.messages: list[tuple[float, str]] = []
@@ -144,6 +146,34 @@ class ClientStream:
     def events(self) -> EventStream[SessionEvent]:
         """This stream's session events from now on (state changes, talks, the close)."""
         return self.session.events()
+
+    async def negotiate(self, *, early_candidates: bool = False) -> None:
+        """Answer the server's offer, then trickle the candidates and the end marker.
+
+        With `early_candidates` the candidates go first, while the answer is still to come, as browsers
+        often do; the server must buffer them.
+        """
+        if self._offer is None:
+            raise IllegalTransition(self.session.state, Input.ANSWER_SENT, "no offer to answer")
+        session, call = self.session, self._client._call
+        answer = await self.peer.answer(self._offer.sdp)
+        path = f"/talks/streams/{self.stream_id}"
+        sdp = SdpRequest(answer=SessionDescription(type="answer", sdp=answer), session_id=session.session_id)
+        bodies = [
+            IceCandidateRequest(candidate=c, sdp_mid=mid, sdp_m_line_index=i, session_id=session.session_id)
+            for c, mid, i in self.peer.candidates()
+        ]
+        bodies.append(IceCandidateRequest(session_id=session.session_id))  # end-of-candidates
+        if early_candidates:
+            for ice in bodies:
+                await call("POST", f"{path}/ice", ice.to_json(), retry=True)
+                await session.apply(Input.CANDIDATE_SENT)
+        await call("POST", f"{path}/sdp", sdp.to_json(), retry=True)
+        await session.apply(Input.ANSWER_SENT)
+        if not early_candidates:
+            for ice in bodies:
+                await call("POST", f"{path}/ice", ice.to_json(), retry=True)
+                await session.apply(Input.CANDIDATE_SENT)
 
     async def connected(self, within: float | None = None) -> None:
         """Wait for ICE to connect; raise if the stream closes instead (connect timeout, ICE failure)."""
@@ -334,12 +364,14 @@ class StreamClient:
         *,
         sink: object | None = None,
         session_timeout: float | None = None,
+        negotiate: bool = True,
         **options: Any,
     ) -> ClientStream:
         """Create a stream and negotiate its connection; `await stream.connected()` before talking.
 
         `options` are the other fields of D-ID's create request (``stream_warmup``, ``driver_url``,
-        ``compatibility_mode``, ``output_resolution``, ...). `sink` receives the media.
+        ``compatibility_mode``, ``output_resolution``, ...). `sink` receives the media. With
+        ``negotiate=False`` the answer is left to `ClientStream.negotiate` (to test the steps apart).
         """
         request = CreateStreamRequest.from_json(
             {"source_url": source_url, "session_timeout": session_timeout, **options}
@@ -360,33 +392,16 @@ class StreamClient:
                 )
                 for s in created.ice_servers
             ]
-            stream = ClientStream(self, session, self.transport, sink, servers)
+            stream = ClientStream(self, session, self.transport, sink, servers, created.offer)
             self._streams[created.id] = stream
-            await self._negotiate(stream, created.offer)
+            if negotiate:
+                await stream.negotiate()
         except BaseException:
             await session.close(Input.ERROR)
             if stream is not None:
                 await stream._shutdown()
             raise
         return stream
-
-    async def _negotiate(self, stream: ClientStream, offer: SessionDescription) -> None:
-        session = stream.session
-        answer = await stream.peer.answer(offer.sdp)
-        path = f"/talks/streams/{stream.stream_id}"
-        sdp = SdpRequest(answer=SessionDescription(type="answer", sdp=answer), session_id=session.session_id)
-        await self._call("POST", f"{path}/sdp", sdp.to_json(), retry=True)
-        await session.apply(Input.ANSWER_SENT)
-        for candidate, mid, index in stream.peer.candidates():
-            ice = IceCandidateRequest(
-                candidate=candidate, sdp_mid=mid, sdp_m_line_index=index, session_id=session.session_id
-            )
-            await self._call("POST", f"{path}/ice", ice.to_json(), retry=True)
-            await session.apply(Input.CANDIDATE_SENT)
-        await self._call(
-            "POST", f"{path}/ice", IceCandidateRequest(session_id=session.session_id).to_json(), retry=True
-        )
-        await session.apply(Input.CANDIDATE_SENT)
 
     async def _call(self, method: str, path: str, body: Any, *, retry: bool) -> Any:
         """One request with the client's retry policy; error answers raise typed errors."""

@@ -15,10 +15,12 @@ virtual clock.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import heapq
 import inspect
 import itertools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -231,30 +233,97 @@ class VirtualClock:
         for _ in range(self.settle_turns):
             await asyncio.sleep(0)
 
-    async def run(self, awaitable: Awaitable[T], *, max_jumps: int = 100_000, idle_turns: int = 64) -> T:
+    async def run(
+        self,
+        awaitable: Awaitable[T],
+        *,
+        max_jumps: int = 1_000_000,
+        idle_turns: int = 64,
+        stall: float = 60.0,
+    ) -> T:
         """Run `awaitable` to completion, jumping time to the next timer whenever it is waiting.
 
-        For tests of code that sleeps or times out on this clock (retry back-off, say): instead of
-        advancing by hand, let time jump once nothing else makes progress, taken to be after `idle_turns`
-        loop turns without the awaitable finishing (asyncio offers no public way to ask whether anything
-        is ready to run). Raises RuntimeError when it waits with no timer left to fire.
+        For tests and replays of code that sleeps or times out on this clock: instead of advancing by hand,
+        time jumps once nothing else can make progress: no task is ready to run and no thread-pool work is
+        in flight (`run` installs a default executor that counts its jobs, so work handed to threads,
+        `asyncio.to_thread` included, holds time still until it is done). Raises RuntimeError when it waits
+        with no timer left to fire and nothing running for `stall` real seconds.
         """
+        loop = asyncio.get_running_loop()
+        executor = _counting_executor(loop)
         task: asyncio.Future[T] = asyncio.ensure_future(awaitable)
+        stalled_since: float | None = None
         try:
             for _ in range(max_jumps):
-                for _ in range(idle_turns):
-                    await asyncio.sleep(0)
-                    if task.done():
-                        return task.result()
+                await self._until_quiet(loop, task, idle_turns)
+                if task.done():
+                    return task.result()
+                if executor.pending:
+                    await asyncio.sleep(0.001)  # real time: a thread is working
+                    continue
                 deadline = self.next_deadline()
                 if deadline is None:
-                    raise RuntimeError("awaitable is blocked with no timer pending on the virtual clock")
+                    stalled_since = stalled_since or loop.time()
+                    if loop.time() - stalled_since > stall:
+                        raise RuntimeError("awaitable is blocked with no timer pending on the virtual clock")
+                    await asyncio.sleep(0.001)
+                    continue
+                stalled_since = None
                 await self.advance_to(deadline)
             raise RuntimeError(f"awaitable did not finish within {max_jumps} clock jumps")
         finally:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+
+    @staticmethod
+    async def _until_quiet(
+        loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], idle_turns: int
+    ) -> None:
+        """Yield until nothing else is ready to run (or `task` is done).
+
+        CPython's loop keeps its ready callbacks in ``_ready``; when it is empty as this coroutine resumes,
+        every other task is waiting. Other loops lack it: then `idle_turns` turns stand in for the check.
+        """
+        ready = getattr(loop, "_ready", None)
+        quiet = 0
+        for _ in range(idle_turns * 1000 if ready is not None else idle_turns):
+            await asyncio.sleep(0)
+            if task.done():
+                return
+            if ready is not None:
+                quiet = quiet + 1 if len(ready) == 0 else 0
+                if quiet >= 2:
+                    return
+
+
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that knows how many of its jobs are still running."""
+
+    def __init__(self) -> None:
+        super().__init__(thread_name_prefix="talkstream-virtual")
+        self.pending = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[T]:
+        with self._lock:
+            self.pending += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: object) -> None:
+        with self._lock:
+            self.pending -= 1
+
+
+def _counting_executor(loop: asyncio.AbstractEventLoop) -> _CountingExecutor:
+    executor = getattr(loop, "_talkstream_counting_executor", None)
+    if executor is None:
+        executor = _CountingExecutor()
+        loop.set_default_executor(executor)
+        loop._talkstream_counting_executor = executor  # type: ignore[attr-defined]
+    return executor
 
 
 async def run_with_timeout(clock: Clock, delay: float, awaitable: Coroutine[Any, Any, T] | Awaitable[T]) -> T:

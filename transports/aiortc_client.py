@@ -65,6 +65,10 @@ class AiortcClientPeer:
         self._pc.on("track", self._track)
         self._pc.on("iceconnectionstatechange", self._ice_state)
 
+    @property
+    def sink(self) -> MediaSink | None:
+        return self._sink
+
     def _message(self, message: str | bytes) -> None:
         self._on_message(message if isinstance(message, str) else message.decode("utf-8", "replace"))
 

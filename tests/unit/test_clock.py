@@ -105,7 +105,7 @@ async def test_run_reports_a_deadlock() -> None:
     clock = VirtualClock()
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     with pytest.raises(RuntimeError, match="no timer pending"):
-        await clock.run(never)
+        await clock.run(never, stall=0.05)
 
 
 async def test_run_with_timeout_on_the_virtual_clock() -> None:

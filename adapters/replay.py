@@ -1,0 +1,420 @@
+"""Scenario replay: YAML spec files (specs/scenarios/) run against a server, as conformance tests.
+
+Why it exists: the protocol's rules are easiest to read, review and extend as small scripted stories
+("create, connect, talk, the server answers 429 twice, the client retries, the talk plays"). A scenario
+names steps and expectations; this runner plays them with talkstream's client against a target:
+
+* ``inprocess`` (default): the real server app in this process, its HTTP through `InProcessAdapter`;
+  with the ``memory`` transport and the virtual clock, minutes of protocol time replay in milliseconds;
+  with ``aiortc``, real WebRTC on 127.0.0.1 in real time;
+* a URL: any compatible server over the network (its keys in ``TALKSTREAM_REPLAY_KEY`` and, for
+  scenarios about strangers, ``TALKSTREAM_REPLAY_OTHER_KEY``), with aiortc.
+
+Faults are injected between the client and the server (HTTP errors with or without Retry-After, network
+errors) and, on the memory transport, in WebRTC itself (ICE failure, lost data-channel messages, a
+vanished peer). The format is specs/scenario.schema.json, documented in specs/README.md.
+
+What it must never do: contact anything but the target, or pass a scenario whose expectation it could not
+check (an unmet requirement skips it, with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import jsonschema
+import yaml
+
+from talkstream.engine.client import ClientStream, ClientTalk, StreamClient
+from talkstream.engine.clock import Clock, SystemClock, VirtualClock, run_with_timeout
+from talkstream.engine.errors import (
+    ConnectionFailedError,
+    TalkstreamError,
+    ValidationError,
+    error_from_response,
+)
+from talkstream.engine.ports import HttpPort, HttpRequest, HttpResponse
+from talkstream.engine.retry import RetryPolicy
+from talkstream.engine.states import State
+
+from .bootstrap import ServerSettings, build_app
+from .http_client import AiohttpAdapter
+from .http_inprocess import InProcessAdapter
+
+__all__ = ["SCHEMA_PATH", "FaultyAdapter", "Outcome", "load_scenario", "run_scenario"]
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "specs" / "scenario.schema.json"
+T = TypeVar("T")
+
+DEFAULT_KEY = "replay:default-key"
+OTHER_KEY = "replay:other-key"
+WRONG_KEY = "replay:wrong-key"
+
+
+class ScenarioError(Exception):
+    """The scenario file is not a valid scenario."""
+
+
+class Skipped(Exception):
+    """The world cannot run this scenario (a requirement it does not meet)."""
+
+
+class Failed(AssertionError):
+    """An expectation did not hold."""
+
+
+def load_scenario(path: Path) -> dict[str, Any]:
+    """Read and validate one scenario file against the JSON Schema."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not YAML: {exc}") from exc
+    schema = json.loads(SCHEMA_PATH.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.absolute_path) or "(top)"
+        raise ScenarioError(f"{path}: {where}: {first.message}")
+    return data  # type: ignore[no-any-return]
+
+
+class FaultyAdapter:
+    """An `HttpPort` between client and server that can answer in the server's place, and counts attempts."""
+
+    def __init__(self, inner: HttpPort) -> None:
+        self.inner = inner
+        self.attempts = 0
+        self._faults: deque[tuple[str, int, float | None]] = deque()
+
+    def inject_http(self, status: int, retry_after: float | None, times: int) -> None:
+        self._faults.extend([("http", status, retry_after)] * times)
+
+    def inject_network(self, times: int) -> None:
+        self._faults.extend([("network", 0, None)] * times)
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.attempts += 1
+        if self._faults:
+            kind, status, retry_after = self._faults.popleft()
+            if kind == "network":
+                raise ConnectionFailedError(f"{request.method} {request.path}: injected network error")
+            headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
+            body = {"kind": "InjectedFault", "description": f"injected HTTP {status}"}
+            return HttpResponse(status=status, body=body, headers=headers)
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@attrs.define
+class World:
+    """Where a scenario runs: the client, raw adapters per key, the clock and the memory network."""
+
+    client: StreamClient
+    faulty: FaultyAdapter
+    raw: dict[str, HttpPort]
+    clock: Clock
+    network: Any = None  # transports.memory.MemoryNetwork when the transport is memory
+    sink: Callable[[], object] | None = None  # makes a media sink for each stream
+    closers: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
+
+    @property
+    def virtual(self) -> VirtualClock | None:
+        return self.clock if isinstance(self.clock, VirtualClock) else None
+
+    async def run(self, awaitable: Awaitable[T], within: float | None = None) -> T:
+        if self.virtual is not None:
+            return await self.virtual.run(awaitable)
+        if within is None:
+            return await awaitable
+        return await run_with_timeout(self.clock, within, awaitable)
+
+    async def aclose(self) -> None:
+        self.faulty.clear()  # faults left over are not for the clean-up
+        await self.run(self.client.aclose(), 30)
+        for port in self.raw.values():
+            await port.aclose()
+        for close in reversed(self.closers):
+            await close()
+
+
+def _retry(spec: dict[str, Any]) -> RetryPolicy:
+    value = spec.get("retry", "did_demo")
+    if value == "did_sdk":
+        return RetryPolicy.did_sdk()
+    if value == "none":
+        return RetryPolicy.none()
+    if value == "did_demo":
+        return RetryPolicy.did_demo()
+    return RetryPolicy(**value)
+
+
+async def make_world(spec: dict[str, Any], target: str, transport: str) -> World:
+    """Build the world the scenario asks for, or raise Skipped."""
+    requires = set(spec.get("requires", []))
+    if target != "inprocess" and transport == "memory":
+        raise ValueError("the memory transport needs the in-process target")
+    if "memory" in requires and transport != "memory":
+        raise Skipped("needs the memory transport")
+    if "virtual_clock" in requires and transport != "memory":
+        raise Skipped("needs the virtual clock (memory transport)")
+    from talkstream.transports.aiortc_client import AiortcClientTransport
+    from talkstream.transports.memory import MemoryNetwork, MemorySink, NetworkKnobs
+    from talkstream.transports.sink import MediaSink
+
+    if target == "inprocess":
+        clock: Clock = VirtualClock() if transport == "memory" else SystemClock()
+        network = MemoryNetwork(clock, NetworkKnobs()) if transport == "memory" else None
+        settings = ServerSettings(keys=(DEFAULT_KEY, OTHER_KEY))
+        app = build_app(settings, clock=clock, transport=network.server_transport() if network else None)
+        server = InProcessAdapter(app, DEFAULT_KEY)
+        raw: dict[str, HttpPort] = {
+            "default": server.with_key(DEFAULT_KEY),
+            "other": server.with_key(OTHER_KEY),
+            "wrong": server.with_key(WRONG_KEY),
+        }
+        client_transport: Any = network.client_transport() if network else AiortcClientTransport()
+        faulty = FaultyAdapter(server)
+        client = StreamClient(faulty, client_transport, clock=clock, retry=_retry(spec))
+        return World(client, faulty, raw, clock, network, sink=MemorySink if network else MediaSink)
+    key = os.environ.get("TALKSTREAM_REPLAY_KEY") or os.environ.get("DID_API_KEY")
+    if not key:
+        raise Skipped("a URL target needs its key in TALKSTREAM_REPLAY_KEY")
+    other = os.environ.get("TALKSTREAM_REPLAY_OTHER_KEY")
+    raw = {"default": AiohttpAdapter(target, key), "wrong": AiohttpAdapter(target, WRONG_KEY)}
+    if other:
+        raw["other"] = AiohttpAdapter(target, other)
+    local = re.match(r"https?://(127\.|localhost|\[::1\])", target) is not None
+    faulty = FaultyAdapter(AiohttpAdapter(target, key))
+    client = StreamClient(
+        faulty, AiortcClientTransport(host_addresses=("127.0.0.1",) if local else None), retry=_retry(spec)
+    )
+    return World(client, faulty, raw, SystemClock(), sink=MediaSink)
+
+
+@attrs.define
+class Outcome:
+    """How a scenario went: passed, failed (with why) or skipped (with why), and how long it took."""
+
+    name: str
+    path: str
+    status: str  # passed | failed | skipped
+    detail: str = ""
+    seconds: float = 0.0
+    steps: int = 0
+
+
+class _Runner:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.streams: dict[str, ClientStream] = {}
+        self.talks: dict[str, ClientTalk] = {}
+
+    def stream(self, name: str) -> ClientStream:
+        if name not in self.streams:
+            raise Failed(f"no stream named {name!r} (create it first)")
+        return self.streams[name]
+
+    async def step(self, step: dict[str, Any]) -> None:
+        ((verb, args),) = step.items()
+        handler = getattr(self, f"do_{verb}")
+        expect_error = args.get("expect_error") if isinstance(args, dict) else None
+        self.world.faulty.attempts = 0
+        try:
+            await handler(args)
+        except TalkstreamError as exc:
+            if expect_error is None:
+                raise Failed(f"{verb}: unexpected {exc.kind} ({exc.status}): {exc.description}") from exc
+            self.check_error(verb, exc, expect_error)
+        else:
+            if expect_error is not None:
+                raise Failed(f"{verb}: expected {expect_error}, but it succeeded")
+        if isinstance(args, dict) and "attempts" in args and self.world.faulty.attempts != args["attempts"]:
+            raise Failed(f"{verb}: {self.world.faulty.attempts} attempts, expected {args['attempts']}")
+
+    @staticmethod
+    def check_error(verb: str, exc: TalkstreamError, expected: dict[str, Any]) -> None:
+        problems = []
+        if "status" in expected and exc.status != expected["status"]:
+            problems.append(f"status {exc.status} != {expected['status']}")
+        if "kind" in expected and exc.kind != expected["kind"]:
+            problems.append(f"kind {exc.kind} != {expected['kind']}")
+        if "description_contains" in expected and expected["description_contains"] not in exc.description:
+            problems.append(f"description {exc.description!r} lacks {expected['description_contains']!r}")
+        if "path" in expected and (not isinstance(exc, ValidationError) or exc.path != expected["path"]):
+            problems.append(f"path {getattr(exc, 'path', None)!r} != {expected['path']!r}")
+        if problems:
+            raise Failed(f"{verb}: " + "; ".join(problems))
+
+    async def raw(self, key: str, method: str, path: str, body: Any) -> Any:
+        port = self.world.raw.get(key)
+        if port is None:
+            raise Skipped(f"no {key!r} key for this target")
+        response = await port.send(HttpRequest(method=method, path=path, body=body))
+        if response.status >= 400:
+            raise error_from_response(response.status, response.body)
+        return response.body
+
+    # -- steps ------------------------------------------------------------------------------------------
+
+    async def do_create(self, args: dict[str, Any]) -> None:
+        body = dict(args.get("body", {"source_url": "bundled:astronaut"}))
+        key = args.get("key", "default")
+        if key != "default":
+            await self.raw(key, "POST", "/talks/streams", body)
+            return
+        source = body.pop("source_url", None)
+        if not isinstance(source, str):
+            # Let the server judge a body the client's models would refuse before sending.
+            await self.raw("default", "POST", "/talks/streams", {"source_url": source, **body})
+            return
+        sink = self.world.sink() if self.world.sink else None
+        stream = await self.world.run(self.world.client.create(source, sink=sink, negotiate=False, **body))
+        self.streams[args["as"]] = stream
+
+    async def do_connect(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        await self.world.run(stream.negotiate(early_candidates=bool(args.get("early_candidates"))))
+        await self.world.run(stream.connected(), args.get("within", 30))
+
+    async def do_talk(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        key = args.get("key", "default")
+        if key != "default" or "session_id" in args or "body" in args:
+            body = dict(
+                args.get("body", {"script": {"type": "text", "input": args.get("text", "hello there")}})
+            )
+            body["session_id"] = args.get("session_id", stream.session.session_id)
+            await self.raw(key, "POST", f"/talks/streams/{stream.stream_id}", body)
+            return
+        talk = await self.world.run(stream.talk(text=args.get("text"), audio_url=args.get("audio_url")))
+        if "as" in args:
+            self.talks[args["as"]] = talk
+
+    async def do_delete(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        key = args.get("key", "default")
+        if key != "default" or stream.state is State.CLOSED:
+            body = {"session_id": stream.session.session_id}
+            await self.raw(key, "DELETE", f"/talks/streams/{stream.stream_id}", body)
+            return
+        await self.world.run(stream.close())
+
+    async def do_wait(self, args: dict[str, Any]) -> None:
+        within = args.get("within", 30)
+        if "talk" in args:
+            talk = self.talks.get(args["talk"])
+            if talk is None:
+                raise Failed(f"no talk named {args['talk']!r}")
+            await self.world.run(talk.done(), within)
+            return
+        stream = self.stream(args["stream"])
+
+        async def until() -> None:
+            while True:
+                if "state" in args and stream.state.value == args["state"]:
+                    return
+                if "event" in args and any(m.split(":", 1)[0] == args["event"] for _, m in stream.messages):
+                    return
+                await self.world.clock.sleep(0.005)
+
+        try:
+            await self.world.run(until(), within)
+        except TimeoutError as exc:
+            raise Failed(f"wait: {args} not reached within {within} s (state {stream.state.value})") from exc
+
+    async def do_advance(self, seconds: float) -> None:
+        clock = self.world.virtual
+        if clock is None:
+            raise Skipped("advance needs the virtual clock")
+        await clock.advance(seconds)
+
+    async def do_fault(self, args: dict[str, Any]) -> None:
+        faulty = self.world.faulty
+        if "http" in args:
+            http = args["http"]
+            faulty.inject_http(http["status"], http.get("retry_after"), http.get("times", 1))
+        if "network" in args:
+            faulty.inject_network(args["network"].get("times", 1))
+        network = self.world.network
+        memory_only = {"ice", "lose_messages", "vanish"} & set(args)
+        if memory_only and network is None:
+            raise Skipped(f"{', '.join(sorted(memory_only))} faults need the memory transport")
+        if args.get("ice") == "fail":
+            network.knobs.ice_fails = True
+        if "lose_messages" in args:
+            network.knobs.lose_messages = frozenset(args["lose_messages"])
+        if "vanish" in args:
+            network.vanish(self.stream(args["vanish"]).peer)
+
+    async def do_expect(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        session = stream.session
+        if "state" in args and session.state.value != args["state"]:
+            raise Failed(f"expect: state {session.state.value}, expected {args['state']}")
+        if "reason" in args:
+            reason = session.close_reason.value if session.close_reason else None
+            if reason != args["reason"]:
+                raise Failed(f"expect: close reason {reason}, expected {args['reason']}")
+        if "events" in args:
+            subjects = [m.split(":", 1)[0] for _, m in stream.messages]
+            if subjects != args["events"]:
+                raise Failed(f"expect: events {subjects}, expected {args['events']}")
+        if "inputs" in args:
+            inputs = _fold([e.input.value for e in session.history])
+            if inputs != _fold(args["inputs"]):
+                raise Failed(f"expect: inputs {inputs}, expected {_fold(args['inputs'])}")
+        if "frames_at_least" in args:
+            sink = getattr(stream.peer, "sink", None)
+            frames = getattr(sink, "frames", None)
+            if frames is None or frames < args["frames_at_least"]:
+                raise Failed(f"expect: {frames} frames, expected at least {args['frames_at_least']}")
+
+
+def _fold(inputs: list[str]) -> list[str]:
+    """Runs of candidate_sent count as one: how many candidates a peer gathers is the machine's business."""
+    out: list[str] = []
+    for name in inputs:
+        if not (name == "candidate_sent" and out and out[-1] == "candidate_sent"):
+            out.append(name)
+    return out
+
+
+async def run_scenario(path: Path, *, target: str = "inprocess", transport: str = "memory") -> Outcome:
+    """Run one scenario file; never raises for the scenario's own failure (see `Outcome`)."""
+    started = time.perf_counter()
+    try:
+        spec = load_scenario(path)
+    except ScenarioError as exc:
+        return Outcome(path.stem, str(path), "failed", str(exc))
+    name = spec["name"]
+    try:
+        world = await make_world(spec, target, transport)
+    except Skipped as exc:
+        return Outcome(name, str(path), "skipped", str(exc))
+    runner = _Runner(world)
+    done = 0
+    try:
+        for step in spec["steps"]:
+            done += 1
+            await runner.step(step)
+    except Skipped as exc:
+        return Outcome(name, str(path), "skipped", str(exc), time.perf_counter() - started, done)
+    except (Failed, TalkstreamError, TimeoutError) as exc:
+        detail = f"step {done} ({next(iter(spec['steps'][done - 1]))}): {exc or type(exc).__name__}"
+        return Outcome(name, str(path), "failed", detail, time.perf_counter() - started, done)
+    finally:
+        await world.aclose()
+    return Outcome(name, str(path), "passed", "", time.perf_counter() - started, done)
