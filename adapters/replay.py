@@ -32,7 +32,9 @@ from typing import Any, TypeVar
 import attrs
 import jsonschema
 import yaml
+from aiohttp import web
 
+from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.client import ClientStream, ClientTalk, StreamClient
 from talkstream.engine.clock import Clock, SystemClock, VirtualClock, run_with_timeout
 from talkstream.engine.errors import (
@@ -128,6 +130,7 @@ class World:
     clock: Clock
     network: Any = None  # transports.memory.MemoryNetwork when the transport is memory
     sink: Callable[[], object] | None = None  # makes a media sink for each stream
+    media_url: str | None = None  # where specs/scenarios/media is served, for {media} in scenarios
     closers: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
 
     @property
@@ -148,6 +151,21 @@ class World:
             await port.aclose()
         for close in reversed(self.closers):
             await close()
+
+
+MEDIA = Path(__file__).resolve().parent.parent / "specs" / "scenarios" / "media"
+
+
+async def _serve_media() -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Serve specs/scenarios/media on 127.0.0.1 (a port of its own) for the server to fetch."""
+    app = web.Application()
+    app.router.add_static("/media", MEDIA)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return f"http://127.0.0.1:{port}/media", runner.cleanup
 
 
 def _retry(spec: dict[str, Any]) -> RetryPolicy:
@@ -177,7 +195,11 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
     if target == "inprocess":
         clock: Clock = VirtualClock() if transport == "memory" else SystemClock()
         network = MemoryNetwork(clock, NetworkKnobs()) if transport == "memory" else None
-        settings = ServerSettings(keys=(DEFAULT_KEY, OTHER_KEY))
+        media_url, stop_media = await _serve_media()
+        # The in-process server may fetch the scenario media served on 127.0.0.1, and nothing else local.
+        settings = ServerSettings(
+            keys=(DEFAULT_KEY, OTHER_KEY), fetch_policy=FetchPolicy.local(("127.0.0.1/32",))
+        )
         app = build_app(settings, clock=clock, transport=network.server_transport() if network else None)
         server = InProcessAdapter(app, DEFAULT_KEY)
         raw: dict[str, HttpPort] = {
@@ -188,7 +210,10 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         client_transport: Any = network.client_transport() if network else AiortcClientTransport()
         faulty = FaultyAdapter(server)
         client = StreamClient(faulty, client_transport, clock=clock, retry=_retry(spec))
-        return World(client, faulty, raw, clock, network, sink=MemorySink if network else MediaSink)
+        world = World(client, faulty, raw, clock, network, sink=MemorySink if network else MediaSink)
+        world.media_url = media_url
+        world.closers.append(stop_media)
+        return world
     key = os.environ.get("TALKSTREAM_REPLAY_KEY") or os.environ.get("DID_API_KEY")
     if not key:
         raise Skipped("a URL target needs its key in TALKSTREAM_REPLAY_KEY")
@@ -299,7 +324,12 @@ class _Runner:
             body["session_id"] = args.get("session_id", stream.session.session_id)
             await self.raw(key, "POST", f"/talks/streams/{stream.stream_id}", body)
             return
-        talk = await self.world.run(stream.talk(text=args.get("text"), audio_url=args.get("audio_url")))
+        audio_url = args.get("audio_url")
+        if audio_url is not None and "{media}" in audio_url:
+            if self.world.media_url is None:
+                raise Skipped("scenario media is served only to the in-process target")
+            audio_url = audio_url.replace("{media}", self.world.media_url)
+        talk = await self.world.run(stream.talk(text=args.get("text"), audio_url=audio_url))
         if "as" in args:
             self.talks[args["as"]] = talk
 

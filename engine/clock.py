@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import heapq
 import inspect
 import itertools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "Timer", "TimerCallback", "VirtualClock", "run_with_timeout"]
+__all__ = ["Clock", "SystemClock", "Timer", "TimerCallback", "VirtualClock", "holding", "run_with_timeout"]
 
 _log = logging.getLogger(__name__)
 
@@ -163,6 +164,16 @@ class VirtualClock:
         self._now = float(start)
         self._heap: list[tuple[float, int, _VirtualTimer]] = []
         self._seq = itertools.count()
+        self._holds = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Within this block `run` does not jump time: real-world work (network I/O) is under way."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
 
     def now(self) -> float:
         return self._now
@@ -258,8 +269,8 @@ class VirtualClock:
                 await self._until_quiet(loop, task, idle_turns)
                 if task.done():
                     return task.result()
-                if executor.pending:
-                    await asyncio.sleep(0.001)  # real time: a thread is working
+                if executor.pending or self._holds:
+                    await asyncio.sleep(0.001)  # real time: a thread or real I/O is working
                     continue
                 deadline = self.next_deadline()
                 if deadline is None:
@@ -324,6 +335,12 @@ def _counting_executor(loop: asyncio.AbstractEventLoop) -> _CountingExecutor:
         loop.set_default_executor(executor)
         loop._talkstream_counting_executor = executor  # type: ignore[attr-defined]
     return executor
+
+
+def holding(clock: Clock) -> contextlib.AbstractContextManager[None]:
+    """`clock.hold()` for a virtual clock (time stands still during real-world work), else nothing."""
+    hold = getattr(clock, "hold", None)
+    return hold() if hold is not None else contextlib.nullcontext()
 
 
 async def run_with_timeout(clock: Clock, delay: float, awaitable: Coroutine[Any, Any, T] | Awaitable[T]) -> T:

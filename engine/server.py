@@ -32,7 +32,7 @@ from typing import Protocol
 import attrs
 import numpy as np
 
-from .clock import run_with_timeout
+from .clock import holding, run_with_timeout
 from .errors import IllegalTransition, NotFoundError, RateLimitedError, SessionError, TalkstreamError
 from .events import SessionClosed, SessionEvent, StateChanged
 from .messages import (
@@ -152,7 +152,8 @@ class StreamService:
             )
         self._per_key[owner] = self._per_key.get(owner, 0) + 1  # held while the face is made
         try:
-            face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
+            with holding(self.clock):  # fetching and decoding happen in the real world
+                face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
             timeout = request.session_timeout
             idle = min(timeout, self.engine.idle_timeout) if timeout else None
             session = self.engine.open(owner, idle_timeout=idle)
@@ -220,7 +221,8 @@ class StreamService:
                 "too many talks queued on this stream", retry_after=self.limits.retry_after
             )
         pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
-        speech = await self.studio.speech(request.script, pad_audio=pad)
+        with holding(self.clock):
+            speech = await self.studio.speech(request.script, pad_audio=pad)
         await session.apply(Input.TALK_REQUESTED)
         talk = _Talk(video_id=new_video_id(), speech=speech)
         stream.talks.put_nowait(talk)

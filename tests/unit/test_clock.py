@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import pytest
@@ -154,3 +155,18 @@ async def test_system_clock_runs_async_callbacks_as_held_tasks() -> None:
     await clock.sleep(0)
     await asyncio.sleep(0)
     assert isinstance(clock, SystemClock) and clock.pending_tasks == 0
+
+
+async def test_run_holds_time_while_real_work_is_held_or_in_a_thread() -> None:
+    clock = VirtualClock()
+    fired: list[float] = []
+    clock.call_later(300, lambda: fired.append(clock.now()))
+
+    async def real_world_work() -> float:
+        with clock.hold():
+            await asyncio.sleep(0.02)  # real time, as socket I/O would take: no timer may fire meanwhile
+        await asyncio.to_thread(time.sleep, 0.02)  # the same for work in a thread
+        return clock.now()
+
+    assert await clock.run(real_world_work()) == 0
+    assert fired == []
