@@ -132,6 +132,8 @@ class ClientStream:
         self._reports: asyncio.Queue[tuple[Input, str] | _Message] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self._consume())]
         self._closing: asyncio.Task[None] | None = None
+        self._sink = sink
+        self._watchdog: asyncio.Task[None] | None = None
         session.subscribe(self._on_event)
         self.peer = transport.create_peer(session.stream_id, self._report, self._message, sink, ice_servers)
 
@@ -215,7 +217,35 @@ class ClientStream:
         talk = ClientTalk(TalkResponse.from_json(body))
         self._talks.append(talk)
         await self.session.apply(Input.TALK_REQUESTED)
+        if self._watchdog is None and hasattr(self._sink, "frames") and not self.messages:
+            self._watchdog = asyncio.ensure_future(self._watch_video())
+            self._tasks.append(self._watchdog)
         return talk
+
+    #: A server that sends no data-channel events is followed by its video: frames arriving after a talk
+    #: was asked mean it started, no frame for this long means it is done.
+    VIDEO_IDLE_GAP = 0.6
+    VIDEO_POLL = 0.05
+
+    async def _watch_video(self) -> None:
+        """Start and end talks by the video when the server says nothing on the data channel."""
+        clock = self._client.clock
+        frames = int(getattr(self._sink, "frames", 0))
+        last_change = clock.now()
+        playing = False
+        while not self.messages and self.session.state is not State.CLOSED:
+            await clock.sleep(self.VIDEO_POLL)
+            if self.messages:
+                return  # the server speaks the data channel: its events rule
+            now_frames = int(getattr(self._sink, "frames", 0))
+            if now_frames != frames:
+                frames, last_change = now_frames, clock.now()
+                if not playing and self._talks:
+                    playing = True
+                    await self._reports.put(_Message("stream/started", "{}"))
+            elif playing and clock.now() - last_change >= self.VIDEO_IDLE_GAP:
+                playing = False
+                await self._reports.put(_Message("stream/done", ""))
 
     async def close(self) -> CloseReason | None:
         """Delete the stream on the server (if it still lives) and close the peer.
