@@ -93,6 +93,11 @@ class InProcessAdapter:
         sibling._host, sibling._owner = self._host, False
         return sibling
 
+    async def replace_app(self, app: web.Application) -> None:
+        """Stop the running app (its cleanup runs) and serve `app` from the next request on."""
+        await self._host.stop()
+        self._host.app = self.app = app
+
     async def start(self) -> None:
         """Start the app now (the first request would); its startup code and cleanup contexts run."""
         await self._server()

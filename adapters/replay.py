@@ -131,6 +131,7 @@ class World:
     network: Any = None  # transports.memory.MemoryNetwork when the transport is memory
     sink: Callable[[], object] | None = None  # makes a media sink for each stream
     media_url: str | None = None  # where specs/scenarios/media is served, for {media} in scenarios
+    restart: Callable[[], Awaitable[None]] | None = None  # restarts the in-process server
     closers: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
 
     @property
@@ -211,6 +212,13 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         faulty = FaultyAdapter(server)
         client = StreamClient(faulty, client_transport, clock=clock, retry=_retry(spec))
         world = World(client, faulty, raw, clock, network, sink=MemorySink if network else MediaSink)
+
+        async def restart() -> None:
+            # The server process "restarts": every stream it held is gone (peers closed), a new one starts.
+            server_transport = network.server_transport() if network else None
+            await server.replace_app(build_app(settings, clock=clock, transport=server_transport))
+
+        world.restart = restart
         world.media_url = media_url
         world.closers.append(stop_media)
         return world
@@ -388,6 +396,10 @@ class _Runner:
             network.knobs.lose_messages = frozenset(args["lose_messages"])
         if "vanish" in args:
             network.vanish(self.stream(args["vanish"]).peer)
+        if args.get("restart"):
+            if self.world.restart is None:
+                raise Skipped("restart needs the in-process target")
+            await self.world.run(self.world.restart())
 
     async def do_expect(self, args: dict[str, Any]) -> None:
         stream = self.stream(args["stream"])
