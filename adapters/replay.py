@@ -291,6 +291,11 @@ class _Runner:
         if problems:
             raise Failed(f"{verb}: " + "; ".join(problems))
 
+    def media(self, url: str) -> str:
+        if self.world.media_url is None:
+            raise Skipped("scenario media is served only to the in-process target")
+        return url.replace("{media}", self.world.media_url)
+
     async def raw(self, key: str, method: str, path: str, body: Any) -> Any:
         port = self.world.raw.get(key)
         if port is None:
@@ -304,6 +309,8 @@ class _Runner:
 
     async def do_create(self, args: dict[str, Any]) -> None:
         body = dict(args.get("body", {"source_url": "bundled:astronaut"}))
+        if isinstance(body.get("source_url"), str) and "{media}" in body["source_url"]:
+            body["source_url"] = self.media(body["source_url"])
         key = args.get("key", "default")
         if key != "default":
             await self.raw(key, "POST", "/talks/streams", body)
@@ -334,9 +341,7 @@ class _Runner:
             return
         audio_url = args.get("audio_url")
         if audio_url is not None and "{media}" in audio_url:
-            if self.world.media_url is None:
-                raise Skipped("scenario media is served only to the in-process target")
-            audio_url = audio_url.replace("{media}", self.world.media_url)
+            audio_url = self.media(audio_url)
         talk = await self.world.run(stream.talk(text=args.get("text"), audio_url=audio_url))
         if "as" in args:
             self.talks[args["as"]] = talk
