@@ -194,12 +194,8 @@ class UnsupportedMediaTypeError(RequestError):
     default_description = "unsupported media type"
 
 
-class RateLimitedError(RequestError):
-    """Over a limit; ``retry_after`` seconds is when trying again may work (sent as ``Retry-After``)."""
-
-    kind = "TooManyRequestsError"
-    status = 429
-    default_description = "too many requests"
+class _RetryAfter(TalkstreamError):
+    """An error that may say when trying again may work: ``retry_after`` seconds, sent as ``Retry-After``."""
 
     def __init__(
         self, description: str | None = None, *, retry_after: float | None = None, details: Any = None
@@ -213,6 +209,14 @@ class RateLimitedError(RequestError):
         # Retry-After takes whole seconds; round up so a client never comes back too early.
         seconds = int(self.retry_after) + (self.retry_after % 1 > 0)
         return {"Retry-After": str(max(seconds, 0))}
+
+
+class RateLimitedError(_RetryAfter, RequestError):
+    """Over a limit (429)."""
+
+    kind = "TooManyRequestsError"
+    status = 429
+    default_description = "too many requests"
 
 
 class ServerError(TalkstreamError):
@@ -231,16 +235,10 @@ class BadGatewayError(ServerError):
     default_description = "bad gateway"
 
 
-class ServiceUnavailableError(ServerError):
+class ServiceUnavailableError(_RetryAfter, ServerError):
     kind = "ServiceUnavailableError"
     status = 503
     default_description = "service unavailable"
-
-    def __init__(
-        self, description: str | None = None, *, retry_after: float | None = None, details: Any = None
-    ) -> None:
-        super().__init__(description, details=details)
-        self.retry_after = retry_after
 
 
 class GatewayTimeoutError(ServerError):

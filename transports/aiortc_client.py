@@ -28,7 +28,7 @@ from talkstream.engine.errors import BadRequestError, TransportError
 from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
 from talkstream.engine.states import Input
 
-from .aiortc_transport import offered_host_addresses
+from .aiortc_transport import ice_state_input, offered_host_addresses
 from .sink import MediaSink
 
 __all__ = ["AiortcClientPeer", "AiortcClientTransport"]
@@ -74,13 +74,10 @@ class AiortcClientPeer:
 
     def _ice_state(self) -> None:
         state = self._pc.iceConnectionState
-        if state in ("connected", "completed") and not self._connected:
-            self._connected = True
-            self._report(Input.ICE_CONNECTED, state)
-        elif state == "failed":
-            self._report(Input.ICE_FAILED, state)
-        elif state == "closed" and not self._closed:
-            self._report(Input.TRANSPORT_CLOSED, state)
+        inp = ice_state_input(state, connected_reported=self._connected, closing=self._closed)
+        if inp is not None:
+            self._connected |= inp is Input.ICE_CONNECTED
+            self._report(inp, state)
 
     def _track(self, track: MediaStreamTrack) -> None:
         self._tasks.append(asyncio.ensure_future(self._pump(track)))

@@ -58,7 +58,7 @@ from talkstream.engine.ports import (
 )
 from talkstream.engine.states import Input
 
-__all__ = ["AiortcServerTransport", "offered_host_addresses"]
+__all__ = ["AiortcServerTransport", "ice_state_input", "offered_host_addresses"]
 
 _log = logging.getLogger(__name__)
 
@@ -100,6 +100,21 @@ def offered_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         _HOST_ADDRESSES.reset(token)
+
+
+def ice_state_input(state: str, *, connected_reported: bool, closing: bool) -> Input | None:
+    """The engine input an aiortc ICE connection state means, if any (both roles share this).
+
+    aiortc goes from checking to completed (browsers pass through connected): either is "connected",
+    reported once. A close we started ourselves is not news.
+    """
+    if state in ("connected", "completed"):
+        return None if connected_reported else Input.ICE_CONNECTED
+    if state == "failed":
+        return Input.ICE_FAILED
+    if state == "closed" and not closing:
+        return Input.TRANSPORT_CLOSED
+    return None
 
 
 # -- media ------------------------------------------------------------------------------------------------
@@ -195,13 +210,10 @@ class AiortcServerPeer:
 
     def _on_ice_state(self) -> None:
         state = self._pc.iceConnectionState
-        if state in ("connected", "completed") and not self._connected_reported:
-            self._connected_reported = True
-            self._report(Input.ICE_CONNECTED, state)
-        elif state == "failed":
-            self._report(Input.ICE_FAILED, state)
-        elif state == "closed" and not self._closed:
-            self._report(Input.TRANSPORT_CLOSED, state)
+        inp = ice_state_input(state, connected_reported=self._connected_reported, closing=self._closed)
+        if inp is not None:
+            self._connected_reported |= inp is Input.ICE_CONNECTED
+            self._report(inp, state)
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState

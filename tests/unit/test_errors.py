@@ -41,6 +41,7 @@ def test_illegal_transition_is_a_not_ready_error() -> None:
 def test_retry_after_rounds_up(seconds: float, header: str) -> None:
     assert e.RateLimitedError(retry_after=seconds).headers() == {"Retry-After": header}
     assert e.RateLimitedError().headers() == {}
+    assert e.ServiceUnavailableError(retry_after=seconds).headers() == {"Retry-After": header}
 
 
 def test_every_error_has_one_kind_and_status() -> None:
