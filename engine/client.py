@@ -75,10 +75,11 @@ class TalkFailedError(TalkstreamError):
 class ClientTalk:
     """One talk asked of a stream: its id and duration as the server answered, and its end."""
 
-    def __init__(self, response: TalkResponse) -> None:
+    def __init__(self, response: TalkResponse, clock: Clock) -> None:
         self.video_id = response.video_id
         self.duration = response.duration
-        self.started = asyncio.get_running_loop().create_future()
+        self._clock = clock
+        self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: TalkstreamError | None = None
 
@@ -88,7 +89,7 @@ class ClientTalk:
         if within is None:
             await waiter
         else:
-            await asyncio.wait_for(waiter, within)
+            await run_with_timeout(self._clock, within, waiter)
 
     def _end(self, error: TalkstreamError | None = None) -> None:
         if not self.started.done():
@@ -214,7 +215,7 @@ class ClientStream:
         body = await self._client._call(
             "POST", f"/talks/streams/{self.stream_id}", request.to_json(), retry=True
         )
-        talk = ClientTalk(TalkResponse.from_json(body))
+        talk = ClientTalk(TalkResponse.from_json(body), self._client.clock)
         self._talks.append(talk)
         await self.session.apply(Input.TALK_REQUESTED)
         if self._watchdog is None and hasattr(self._sink, "frames") and not self.messages:
