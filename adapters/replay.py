@@ -59,6 +59,7 @@ T = TypeVar("T")
 DEFAULT_KEY = "replay:default-key"
 OTHER_KEY = "replay:other-key"
 WRONG_KEY = "replay:wrong-key"
+LIMITED_KEY = "replay:limited-key"  # may not use local files (in process)
 
 
 class ScenarioError(Exception):
@@ -199,7 +200,8 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         media_url, stop_media = await _serve_media()
         # The in-process server may fetch the scenario media served on 127.0.0.1, and nothing else local.
         settings = ServerSettings(
-            keys=(DEFAULT_KEY, OTHER_KEY), fetch_policy=FetchPolicy.local(("127.0.0.1/32",))
+            keys=(DEFAULT_KEY, OTHER_KEY, f"{LIMITED_KEY} session_timeout"),
+            fetch_policy=FetchPolicy.local(("127.0.0.1/32",)),
         )
         app = build_app(settings, clock=clock, transport=network.server_transport() if network else None)
         server = InProcessAdapter(app, DEFAULT_KEY)
@@ -207,6 +209,7 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
             "default": server.with_key(DEFAULT_KEY),
             "other": server.with_key(OTHER_KEY),
             "wrong": server.with_key(WRONG_KEY),
+            "limited": server.with_key(LIMITED_KEY),
         }
         client_transport: Any = network.client_transport() if network else AiortcClientTransport()
         faulty = FaultyAdapter(server)
