@@ -1,8 +1,8 @@
 """One contract for every transport: the same protocol, the same state sequences on both sides.
 
-The memory world runs the whole protocol in one process on the virtual clock (in-process HTTP, memory
-WebRTC, the real server app); the aiortc world runs it over 127.0.0.1 in real time. Both must walk the
-server's and the client's sessions through exactly the same inputs.
+Worlds: memory WebRTC with in-process HTTP on the virtual clock (plain, and through the recording
+adapter and transport), aiortc with in-process HTTP, and aiortc over TCP on 127.0.0.1, all with the real
+server app. Every world must walk the server's and the client's sessions through exactly the same inputs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
 from talkstream.adapters.bootstrap import ServerSettings, build_app
+from talkstream.adapters.cassette import Recorder
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.adapters.http_inprocess import InProcessAdapter
 from talkstream.adapters.http_server import SERVICE
@@ -52,19 +53,31 @@ class World:
         return [e.input for e in self.server_events if hasattr(e, "input")]
 
 
-@pytest_asyncio.fixture(params=["memory", "aiortc"])
+@pytest_asyncio.fixture(params=["memory-inprocess", "memory-recorded", "aiortc-inprocess", "aiortc-aiohttp"])
 async def world(request: Any, settings: ServerSettings) -> AsyncIterator[World]:
     events: list[SessionEvent] = []
-    if request.param == "memory":
+    if request.param in ("memory-inprocess", "memory-recorded"):
         clock = VirtualClock()
         network = MemoryNetwork(clock, NetworkKnobs(delay=0.02))
         app = build_app(settings, clock=clock, transport=network.server_transport())
-        client = StreamClient(
-            InProcessAdapter(app, KEY), network.client_transport(), clock=clock, retry=RetryPolicy.none()
-        )
-        await client.http.send.__self__._server()  # type: ignore[attr-defined]  # start the app to subscribe
+        http = InProcessAdapter(app, KEY)
+        await http.start()  # the app's service exists once the app has started
+        port: Any = http
+        transport: Any = network.client_transport()
+        if request.param == "memory-recorded":  # through the recording adapter and transport
+            recorder = Recorder(http, transport, clock)
+            port, transport = recorder.http, recorder.transport
+        client = StreamClient(port, transport, clock=clock, retry=RetryPolicy.none())
         app[SERVICE].engine.subscribe(events.append)
         yield World(client, events, clock, MemorySink(), network)
+        await client.aclose()
+    elif request.param == "aiortc-inprocess":
+        app = build_app(settings)
+        http = InProcessAdapter(app, KEY)
+        await http.start()
+        app[SERVICE].engine.subscribe(events.append)
+        client = StreamClient(http, AiortcClientTransport(), retry=RetryPolicy.none())
+        yield World(client, events, None, MediaSink())
         await client.aclose()
     else:
         app = build_app(settings)
