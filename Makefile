@@ -7,13 +7,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := engine transports adapters avatar
 
-.PHONY: run test lint typecheck pytest bench setup system-deps clean
+.PHONY: run test lint typecheck pytest bench setup system-deps browser-deps clean
 
 # The embedded server on 127.0.0.1:8000 with the bundled portrait; it prints its API key.
 run: setup
 	$(BIN)/talkstream serve --port $(or $(PORT),8000)
 
-test: setup lint typecheck pytest
+test: setup browser-deps lint typecheck pytest
 
 setup: $(STAMP)
 
@@ -33,6 +33,12 @@ $(STAMP): pyproject.toml | system-deps
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,tts]'
 	touch $@
+
+# Debian's Chromium for the real-browser tests (tests/e2e); Playwright drives it, never downloads one.
+browser-deps:
+	@if ! test -x /usr/bin/chromium; then \
+		echo "installing Debian's chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 
 lint: setup
 	$(BIN)/ruff check .

@@ -110,6 +110,9 @@ def serve(args: argparse.Namespace) -> int:
     print(f"talkstream serving D-ID's /talks/streams at {base}/talks/streams", flush=True)
     if generated:
         print(f"API key (send as `Authorization: Basic <key>`): {keys[0]}", flush=True)
+        print(f"demo page: {base}/#key={keys[0]}", flush=True)
+    else:
+        print(f"demo page: {base}/ (type your key there)", flush=True)
     print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
     # talkstream.http logs one line per request (with the stream id); aiohttp's access log would repeat it.
     web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0, access_log=None)

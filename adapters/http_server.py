@@ -59,6 +59,7 @@ SERVICE: web.AppKey[StreamService] = web.AppKey("service", StreamService)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "specs" / "openapi.yaml"
+STATIC = Path(__file__).resolve().parent / "static"
 CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
@@ -157,6 +158,10 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except TalkstreamError as exc:
         response = _error_response(exc)
+        if exc.status == 401 and request.headers.get("Sec-Fetch-Dest") == "empty":
+            # A page's fetch(): a Basic challenge would make the browser hold the request and ask the
+            # person for a password (headless: forever). Name the same scheme under another name.
+            response.headers["WWW-Authenticate"] = 'X-Basic realm="talkstream"'
     except web.HTTPNotFound:
         response = _error_response(NotFoundError("no such route"))
     except web.HTTPMethodNotAllowed as exc:
@@ -235,6 +240,11 @@ async def delete_stream(request: web.Request) -> web.Response:
     return web.json_response(response.to_json())
 
 
+async def index(request: web.Request) -> web.FileResponse:
+    """The demo page: plain HTML, CSS and a small module that use only the public API."""
+    return web.FileResponse(STATIC / "index.html")
+
+
 async def openapi(request: web.Request) -> web.Response:
     import yaml
 
@@ -257,6 +267,8 @@ def create_app(
             web.post("/talks/streams/{id}", post_talk),
             web.delete("/talks/streams/{id}", delete_stream),
             web.get("/openapi.json", openapi),
+            web.get("/", index),
+            web.static("/static", STATIC),
             *extra_routes,
         ]
     )

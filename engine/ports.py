@@ -124,6 +124,11 @@ class ServerTransport(Protocol):
 
     def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> ServerPeer: ...
 
+    @property
+    def live_peers(self) -> int:
+        """Peers made and not yet closed (for operators, and for tests of leaks)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -236,3 +236,11 @@ async def test_403_for_what_a_key_is_not_permitted(api: Api, settings: Any) -> N
         "POST", "/talks/streams", {**CREATE, "session_timeout": 60}, key=LIMITED_KEY
     )
     assert status == 201, body
+
+
+async def test_a_page_fetch_gets_a_challenge_that_does_not_open_a_login_dialog(api: Api) -> None:
+    status, body, headers = await api.call(
+        "POST", "/talks/streams", CREATE, key=None, headers={"Sec-Fetch-Dest": "empty"}
+    )
+    assert_error(status, body, 401, "AuthorizationError")
+    assert headers["WWW-Authenticate"].startswith("X-Basic")

@@ -1,0 +1,185 @@
+// talkstream's demo page: D-ID's /talks/streams flow, using only the public API any client uses.
+// State for tests and the curious lives in window.demo.
+
+const $ = (id) => document.getElementById(id);
+const api = location.origin;
+const demo = (window.demo = {
+  pc: null, stream: null, sessionId: null, channel: null,
+  events: [], state: "–", framesDecoded: 0, connectStarted: 0, talkStarted: 0,
+  timings: { connectToFirstFrame: null, talkToFirstFrame: null },
+});
+
+const hashKey = new URLSearchParams(location.hash.slice(1)).get("key");
+if (hashKey) $("key").value = hashKey;
+
+function log(text) {
+  const at = (performance.now() / 1000).toFixed(3);
+  demo.events.push({ at: performance.now(), text });
+  const item = document.createElement("li");
+  item.textContent = `${at}s  ${text}`;
+  $("log").prepend(item);
+}
+
+function showError(error) {
+  $("error").hidden = false;
+  $("error").textContent = error;
+  log(`error: ${error}`);
+}
+
+function setStream(state) {
+  demo.state = state;
+  $("st-stream").textContent = state;
+  $("idle").textContent = state === "talking" ? "" : state;
+  $("idle").hidden = state === "talking";
+}
+
+async function call(method, path, body) {
+  const response = await fetch(`${api}${path}`, {
+    method,
+    headers: { Authorization: `Basic ${$("key").value.trim()}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!response.ok) {
+    const kind = data && data.kind ? data.kind : `HTTP ${response.status}`;
+    const description = data && data.description ? data.description : text;
+    const details = data && data.details ? ` (${JSON.stringify(data.details)})` : "";
+    throw new Error(`${kind}: ${description}${details} [${response.status}]`);
+  }
+  return data;
+}
+
+function watchFrames() {
+  const video = $("video");
+  const tick = () => {
+    if (!demo.pc) return;
+    const quality = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+    const frames = quality ? quality.totalVideoFrames : 0;
+    if (frames > demo.framesDecoded) {
+      const now = performance.now();
+      if (demo.timings.connectToFirstFrame === null && demo.connectStarted) {
+        demo.timings.connectToFirstFrame = now - demo.connectStarted;
+        $("t-connect").textContent = `${demo.timings.connectToFirstFrame.toFixed(0)} ms`;
+      }
+      if (demo.talkStarted && demo.timings.talkToFirstFrame === null) {
+        demo.timings.talkToFirstFrame = now - demo.talkStarted;
+        $("t-talk").textContent = `${demo.timings.talkToFirstFrame.toFixed(0)} ms`;
+      }
+      demo.framesDecoded = frames;
+      $("frames").textContent = String(frames);
+    }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}
+
+function onMessage(event) {
+  const [subject, ...rest] = String(event.data).split(":");
+  const payload = rest.join(":");
+  log(`data channel: ${event.data}`);
+  if (subject === "stream/started") setStream("talking");
+  else if (subject === "stream/done") setStream("connected");
+  else if (subject === "stream/ready") log("stream ready");
+  else if (subject === "stream/error") { setStream("connected"); showError(`talk failed: ${payload}`); }
+}
+
+async function connect() {
+  $("error").hidden = true;
+  $("connect").disabled = true;
+  demo.connectStarted = performance.now();
+  demo.timings.connectToFirstFrame = null;
+  const source = $("source").value === "url" ? $("source-url").value.trim() : $("source").value;
+  try {
+    const created = await call("POST", "/talks/streams", { source_url: source });
+    demo.stream = created.id;
+    demo.sessionId = created.session_id;
+    setStream("created");
+    log(`created ${created.id}`);
+    const pc = (demo.pc = new RTCPeerConnection({ iceServers: created.ice_servers || [] }));
+    const update = () => {
+      $("st-connection").textContent = pc.connectionState;
+      $("st-ice").textContent = pc.iceConnectionState;
+      $("st-gathering").textContent = pc.iceGatheringState;
+      $("st-signaling").textContent = pc.signalingState;
+    };
+    ["connectionstatechange", "iceconnectionstatechange", "icegatheringstatechange", "signalingstatechange"]
+      .forEach((name) => pc.addEventListener(name, () => { update(); log(`${name.replace("statechange", "")}: ${
+        { connection: pc.connectionState, iceconnection: pc.iceConnectionState,
+          icegathering: pc.iceGatheringState, signaling: pc.signalingState }[name.replace("statechange", "")]}`); }));
+    pc.addEventListener("iceconnectionstatechange", () => {
+      if (["connected", "completed"].includes(pc.iceConnectionState)) {
+        setStream("connected");
+        $("talk").disabled = false;
+      } else if (["failed", "closed"].includes(pc.iceConnectionState)) {
+        setStream("closed");
+        $("talk").disabled = true;
+      }
+    });
+    pc.addEventListener("track", (event) => {
+      if (event.track.kind === "video") $("video").srcObject = event.streams[0] || new MediaStream([event.track]);
+      else if (!$("video").srcObject) $("video").srcObject = new MediaStream([event.track]);
+      else $("video").srcObject.addTrack(event.track);
+    });
+    pc.addEventListener("icecandidate", (event) => {
+      const c = event.candidate;
+      const body = c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : {};
+      call("POST", `/talks/streams/${demo.stream}/ice`, { ...body, session_id: demo.sessionId })
+        .catch((error) => log(`ice: ${error.message}`));
+    });
+    demo.channel = pc.createDataChannel("JanusDataChannel");
+    demo.channel.onmessage = onMessage;
+    await pc.setRemoteDescription(created.offer);
+    setStream("negotiating");
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await call("POST", `/talks/streams/${demo.stream}/sdp`, { answer, session_id: demo.sessionId });
+    // ICE may have connected while the answer was on its way: never step back from connected.
+    if (!["connected", "completed"].includes(pc.iceConnectionState)) setStream("ice");
+    update();
+    watchFrames();
+    $("destroy").disabled = false;
+  } catch (error) {
+    showError(error.message);
+    $("connect").disabled = false;
+  }
+}
+
+async function talk() {
+  $("error").hidden = true;
+  const audio = $("audio-url").value.trim();
+  const voice = $("voice").value;
+  const script = audio
+    ? { type: "audio", audio_url: audio }
+    : { type: "text", input: $("text").value, ...(voice ? { provider: { type: "microsoft", voice_id: voice } } : {}) };
+  demo.talkStarted = performance.now();
+  demo.timings.talkToFirstFrame = null;
+  try {
+    const started = await call("POST", `/talks/streams/${demo.stream}`, { script, session_id: demo.sessionId });
+    log(`talk ${started.video_id}: ${Number(started.duration).toFixed(2)} s`);
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function destroy() {
+  try {
+    if (demo.stream) await call("DELETE", `/talks/streams/${demo.stream}`, { session_id: demo.sessionId });
+  } catch (error) {
+    showError(error.message);
+  }
+  if (demo.pc) demo.pc.close();
+  demo.pc = null;
+  demo.stream = null;
+  setStream("closed");
+  $("talk").disabled = true;
+  $("destroy").disabled = true;
+  $("connect").disabled = false;
+  log("destroyed");
+}
+
+$("source").addEventListener("change", () => { $("source-url").hidden = $("source").value !== "url"; });
+$("connect").addEventListener("click", connect);
+$("talk").addEventListener("click", talk);
+$("destroy").addEventListener("click", destroy);

@@ -1,0 +1,58 @@
+"""Real-browser fixtures: Debian's Chromium driven by Playwright, and a server on 127.0.0.1.
+
+Chromium comes from Debian (`make test` installs the `chromium` package when it is missing); Playwright
+only drives it through `executable_path`, never `playwright install`. The flags keep it from reaching
+anything but 127.0.0.1 (no background networking, no component updates, host lookups answered NOTFOUND).
+It keeps its default mDNS hiding of local addresses, as real users' browsers do.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+
+from talkstream.adapters.bootstrap import ServerSettings, build_app
+
+KEY = "e2e-user:e2e-secret"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[TestServer]:
+    app = build_app(ServerSettings(keys=(KEY,)))
+    test_server = TestServer(app, host="127.0.0.1", port=0)
+    await test_server.start_server()
+    yield test_server
+    await test_server.close()
+
+
+@pytest_asyncio.fixture
+async def browser(tmp_path: Path) -> AsyncIterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield context
+        await context.close()

@@ -1,0 +1,135 @@
+"""The demo page, used as a person would, in headless Chromium over real WebRTC; and D-ID's demo flow."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from talkstream.adapters.http_server import SERVICE
+
+from .conftest import ARTIFACTS, KEY
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def until(page: Any, expression: str, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{expression} not true within {within} s")
+
+
+def subjects(events: list[dict[str, Any]]) -> list[str]:
+    return [
+        e["text"].split("data channel: ")[1].split(":")[0] for e in events if "data channel: " in e["text"]
+    ]
+
+
+async def inbound(page: Any) -> dict[str, Any]:
+    return await page.evaluate(  # type: ignore[no-any-return]
+        """async () => { const out = {}; (await window.demo.pc.getStats()).forEach((r) => {
+             if (r.type === 'inbound-rtp') out[r.kind] = { bytes: r.bytesReceived };
+           }); return out; }"""
+    )
+
+
+async def test_a_person_connects_talks_and_destroys(browser: Any, server: TestServer) -> None:
+    page = await browser.new_page()
+    base = str(server.make_url("")).rstrip("/")
+    await page.goto(f"{base}/#key={KEY}")
+    await page.click("#connect")
+    await until(page, "window.demo.state === 'connected'")
+    await until(page, "['connected', 'completed'].includes(document.getElementById('st-ice').textContent)")
+    idle_frames = await page.evaluate("window.demo.framesDecoded")
+    before = await inbound(page)
+
+    await page.fill("#text", "Hello from a real browser, over WebRTC.")
+    await page.click("#talk")
+    await until(page, "window.demo.state === 'talking'")
+    await until(page, "window.demo.framesDecoded > 10")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "demo-mid-talk.png"))
+    await until(page, "window.demo.events.some((e) => e.text.includes('stream/done'))")
+    events = await page.evaluate("window.demo.events")
+    assert subjects(events) == ["stream/started", "stream/done"]
+    width = await page.evaluate("document.getElementById('video').videoWidth")
+    assert width > 0
+    talking_frames = await page.evaluate("window.demo.framesDecoded")
+    assert talking_frames - idle_frames > 25
+    after = await inbound(page)
+    assert after["audio"]["bytes"] > before.get("audio", {"bytes": 0})["bytes"] + 5000, after
+    assert await page.evaluate("window.demo.timings.talkToFirstFrame") is not None
+
+    # Between talks the server sends nothing: the decoded frame count stands still.
+    await asyncio.sleep(1.0)
+    settled = await page.evaluate("window.demo.framesDecoded")
+    await asyncio.sleep(1.0)
+    assert await page.evaluate("window.demo.framesDecoded") == settled
+
+    await page.click("#destroy")
+    await until(page, "window.demo.state === 'closed'")
+    service = server.app[SERVICE]
+    for _ in range(100):
+        if len(service) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert len(service) == 0 and service.transport.live_peers == 0
+
+
+async def test_a_wrong_key_shows_a_readable_error(browser: Any, server: TestServer) -> None:
+    page = await browser.new_page()
+    await page.goto(str(server.make_url("/")))
+    await page.fill("#key", "nobody:nothing")
+    await page.click("#connect")
+    await until(page, "!document.getElementById('error').hidden")
+    text = await page.text_content("#error")
+    assert "AuthorizationError" in text and "user unauthenticated" in text and "401" in text
+    assert await page.is_enabled("#connect")
+
+
+DID_DEMO = Path(__file__).resolve().parent / "did_demo" / "index.html"
+
+
+async def did_demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DID_DEMO)
+
+
+@pytest_asyncio.fixture
+async def other_origin() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/", did_demo_page)
+    site = TestServer(app, host="127.0.0.1", port=0)
+    await site.start_server()
+    yield str(site.make_url("/"))
+    await site.close()
+
+
+async def test_dids_demo_flow_from_another_origin_plays_a_talk(
+    browser: Any, server: TestServer, other_origin: str
+) -> None:
+    page = await browser.new_page()
+    await page.goto(other_origin)
+    base = str(server.make_url("")).rstrip("/")
+    await page.evaluate(f"connect({base!r}, {KEY!r})")
+    await until(page, "['connected', 'completed'].includes(peerConnection.iceConnectionState)")
+    await page.evaluate("startTalk()")
+    await until(page, "window.didResults.messages.some((m) => m.startsWith('stream/done'))")
+    result = await page.evaluate("window.didResults")
+    assert result["talk"]["status"] == "started" and result["talk"]["video_id"].startswith("tlk_")
+    assert [m.split(":")[0] for m in result["messages"]] == ["stream/started", "stream/done"]
+    frames = await page.evaluate(
+        "document.getElementById('talk-video').getVideoPlaybackQuality().totalVideoFrames"
+    )
+    assert frames > 10
+    await page.evaluate("destroy()")
