@@ -59,14 +59,6 @@ class Box:
     w: int
     h: int
 
-    def scaled(self, factor: float, dx: float = 0.0, dy: float = 0.0) -> Box:
-        return Box(
-            round(self.x * factor + dx),
-            round(self.y * factor + dy),
-            round(self.w * factor),
-            round(self.h * factor),
-        )
-
     @property
     def center(self) -> tuple[float, float]:
         return (self.x + self.w / 2, self.y + self.h / 2)
