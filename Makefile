@@ -59,6 +59,7 @@ pytest: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/animation.py
+	$(BIN)/python bench/connect.py
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -60,8 +60,10 @@ class AiortcClientPeer:
         self._closed = False
         self._connected = False
         self._answer_sdp = ""
+        self.channel_open = asyncio.Event()  # set when JanusDataChannel opens
         channel = self._pc.createDataChannel("JanusDataChannel")
         channel.on("message", self._message)
+        channel.on("open", self.channel_open.set)
         self._pc.on("track", self._track)
         self._pc.on("iceconnectionstatechange", self._ice_state)
 

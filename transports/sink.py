@@ -10,6 +10,7 @@ asked to keep.
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import time
 from pathlib import Path
@@ -30,10 +31,12 @@ class MediaSink:
         self.video: list[av.VideoFrame] = []
         self.audio: list[av.AudioFrame] = []
         self.size: tuple[int, int] | None = None
+        self.first_video = asyncio.Event()  # set when the first video frame arrives
 
     def add_video(self, frame: av.VideoFrame) -> None:
         self.video_times.append((time.monotonic(), float(frame.time) if frame.time is not None else 0.0))
         self.size = (frame.width, frame.height)
+        self.first_video.set()
         if self.keep:
             self.video.append(frame)
 
