@@ -60,6 +60,7 @@ bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/animation.py
 	$(BIN)/python bench/connect.py
+	$(BIN)/python bench/talk_latency.py
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache .hypothesis
