@@ -1,8 +1,8 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright, and a server on 127.0.0.1.
 
 Chromium comes from Debian (`make test` installs the `chromium` package when it is missing); Playwright
-only drives it through `executable_path` and never downloads a browser of its own. The flags keep it from reaching
-anything but 127.0.0.1 (no background networking, no component updates, host lookups answered NOTFOUND).
+only drives it through `executable_path` and never downloads a browser of its own. The flags keep it from
+reaching anything but 127.0.0.1 (no background networking, no component updates, host lookups NOTFOUND).
 It keeps its default mDNS hiding of local addresses, as real users' browsers do.
 """
 
