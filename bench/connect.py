@@ -17,10 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from served import machine, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -120,12 +117,6 @@ async def floor_once() -> dict[str, float]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def talkstream_once(client: StreamClient) -> dict[str, float]:
     sink = MediaSink()
     started = time.perf_counter()
@@ -156,43 +147,19 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
-    key = f"bench:{secrets.token_urlsafe(12)}"
-    env = {**os.environ, "TALKSTREAM_API_KEYS": key}
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-        [sys.executable, "-m", "talkstream.adapters.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                await asyncio.sleep(0.05)
-        ours: list[dict[str, float]] = []
-        floors: list[dict[str, float]] = []
-        async with StreamClient(
-            AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none()
-        ) as c:
-            await talkstream_once(c)  # warm the server's portrait cache and the code paths
+    ours: list[dict[str, float]] = []
+    floors: list[dict[str, float]] = []
+    async with served() as (base, key):
+        client = StreamClient(AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none())
+        async with client:
+            await talkstream_once(client)  # warm the server's portrait cache and the code paths
             await floor_once()
             for _ in range(args.streams):
-                ours.append(await talkstream_once(c))
+                ours.append(await talkstream_once(client))
                 floors.append(await floor_once())
-    finally:
-        server.terminate()
-        server.wait(10)
     result: dict[str, Any] = {
         "benchmark": "connect",
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "streams": args.streams,
         "talkstream": {k: summary([r[k] for r in ours]) for k in ours[0]},
         "floor": {k: summary([r[k] for r in floors]) for k in floors[0]},

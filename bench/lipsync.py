@@ -18,18 +18,13 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import platform
-import secrets
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 from aiohttp import web
+from served import machine, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -121,37 +116,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/bursts.wav"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    key = f"bench:{secrets.token_urlsafe(12)}"
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-        [sys.executable, "-m", "talkstream.adapters.cli", "serve", "--port", str(port), "--allow-local-urls"],
-        env={**os.environ, "TALKSTREAM_API_KEYS": key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                await asyncio.sleep(0.05)
-        sink = MediaSink(keep=True)
-        client = StreamClient(
-            AiohttpAdapter(f"http://127.0.0.1:{port}", key), AiortcClientTransport(), retry=RetryPolicy.none()
-        )
-        async with client:
-            stream = await client.create("bundled:astronaut", sink=sink, driver_url="bank://stiff")
-            await stream.connected(within=30)
-            talk = await stream.talk(audio_url=url)
-            await talk.done(within=args.seconds + 60)
-            await asyncio.sleep(0.5)  # the last frames in flight
-            await stream.close()
+        async with served("--allow-local-urls") as (base, key):
+            sink = MediaSink(keep=True)
+            client = StreamClient(
+                AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none()
+            )
+            async with client:
+                stream = await client.create("bundled:astronaut", sink=sink, driver_url="bank://stiff")
+                await stream.connected(within=30)
+                talk = await stream.talk(audio_url=url)
+                await talk.done(within=args.seconds + 60)
+                await asyncio.sleep(0.5)  # the last frames in flight
+                await stream.close()
     finally:
-        server.terminate()
-        server.wait(10)
         await runner.cleanup()
     result = analyse(sink)
     p95 = result["offset_ms"]["p95"]
@@ -159,7 +137,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         {
             "benchmark": "lipsync",
             "seconds": args.seconds,
-            "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+            "machine": machine(),
             "targets": {"p95_max_ms": 40, "met": p95 <= 40 and abs(result["drift_ms"]) <= 40},
         }
     )

@@ -18,13 +18,7 @@ import argparse
 import asyncio
 import io
 import json
-import os
-import platform
-import secrets
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +26,7 @@ from typing import Any
 import av
 import numpy as np
 from aiohttp import web
+from served import machine, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -59,12 +54,6 @@ def wav(seconds: float = 1.5, rate: int = 16_000) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def quiet(sink: MediaSink, gap: float = 0.3) -> None:
@@ -106,42 +95,24 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     audio_url = f"http://127.0.0.1:{runner.addresses[0][1]}/speech.wav"
 
-    port, key = free_port(), f"bench:{secrets.token_urlsafe(12)}"
-    server = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
-        [sys.executable, "-m", "talkstream.adapters.cli", "serve", "--port", str(port), "--allow-local-urls"],
-        env={**os.environ, "TALKSTREAM_API_KEYS": key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        for _ in range(200):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                await asyncio.sleep(0.05)
-        sink = MediaSink()
-        client = StreamClient(
-            AiohttpAdapter(f"http://127.0.0.1:{port}", key), AiortcClientTransport(), retry=RetryPolicy.none()
-        )
-        async with client:
-            stream = await client.create("bundled:astronaut", sink=sink)
-            await stream.connected(within=30)
-            await measure(stream, sink, text="Warming up.")
-            text = [await measure(stream, sink, text=SENTENCES[i % 3]) for i in range(args.talks)]
-            audio = [await measure(stream, sink, audio_url=audio_url) for _ in range(args.talks)]
-            await stream.close()
+        async with served("--allow-local-urls") as (base, key):
+            sink = MediaSink()
+            client = StreamClient(
+                AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none()
+            )
+            async with client:
+                stream = await client.create("bundled:astronaut", sink=sink)
+                await stream.connected(within=30)
+                await measure(stream, sink, text="Warming up.")
+                text = [await measure(stream, sink, text=SENTENCES[i % 3]) for i in range(args.talks)]
+                audio = [await measure(stream, sink, audio_url=audio_url) for _ in range(args.talks)]
+                await stream.close()
     finally:
-        server.terminate()
-        server.wait(10)
         await runner.cleanup()
     result: dict[str, Any] = {
         "benchmark": "talk_latency",
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "talks": args.talks,
         "text": {
             "first_video_ms": summary([v for v, _ in text]),
