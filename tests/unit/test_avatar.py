@@ -176,6 +176,22 @@ def test_audio_formats_are_sniffed_and_whitelisted() -> None:
         ("64:ff9b::a9fe:a9fe", False),  # NAT64 form of 169.254.169.254
         ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
         ("2001:0:4136:e378:8000:63bf:80ff:fffe", False),  # Teredo around 127.0.0.1 (client obfuscated)
+        ("1.1.1.1", True),
+        ("93.184.215.14", True),
+        ("255.255.255.255", False),  # broadcast
+        ("240.0.0.1", False),  # reserved
+        ("198.18.0.1", False),  # benchmarking
+        ("192.0.2.1", False),  # TEST-NET-1
+        ("100.127.255.254", False),  # the top of shared address space
+        ("169.254.0.1", False),  # link-local
+        ("127.255.255.254", False),
+        ("::", False),
+        ("ff02::1", False),  # multicast
+        ("2001:db8::1", False),  # documentation
+        ("64:ff9b::808:808", True),  # NAT64 form of 8.8.8.8
+        ("::ffff:169.254.169.254", False),
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 around 10.0.0.1
+        ("2002:808:808::1", True),  # 6to4 around 8.8.8.8
     ],
 )
 def test_address_decisions(address: str, allowed: bool) -> None:
