@@ -253,15 +253,12 @@ class StreamService:
         return list(self._streams.values())
 
     async def aclose(self) -> None:
-        """Close every stream; a client in the middle of a talk hears ``stream/error`` first."""
+        """Close every stream; each client hears ``stream/error`` (kind ServiceUnavailable) first."""
         streams = list(self._streams.values())
         for stream in streams:
-            if stream.session.state is State.TALKING:
-                self._send(
-                    stream,
-                    "stream/error",
-                    {"kind": "ServiceUnavailable", "description": "server shutting down"},
-                )
+            self._send(
+                stream, "stream/error", {"kind": "ServiceUnavailable", "description": "server shutting down"}
+            )
         await asyncio.gather(*(s.session.close(Input.DELETE_REQUESTED) for s in streams))
         await asyncio.gather(*(self._finish(s) for s in streams))
 
