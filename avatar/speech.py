@@ -90,17 +90,22 @@ def viseme_openness(phoneme: str) -> float:
 
 
 def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDArray[np.float32]:
-    """Mouth openness per video frame from the samples that play during that frame, and the phonemes.
+    """Mouth openness per video frame from the samples that play around that frame's time, and the phonemes.
 
-    Loudness: RMS per 40 ms, in dB relative to the talk's loud parts (95th percentile), mapped so that
-    silence (40 dB under) is closed and loud speech wide open. When the speech engine reported phoneme
+    Loudness: RMS over the 40 ms centred on each frame's time, in dB relative to the talk's loud parts (95th
+    percentile), mapped so that silence (40 dB under) is closed and loud speech wide open. When the speech engine reported phoneme
     timings (`(seconds, phoneme)` from the start), each frame may open no more than its phoneme allows:
     the lips close on m, b and p however loud they are. Then smoothing with a fast attack and a slower
     release, as jaws move.
     """
     frames = max(1, -(-len(pcm) // SAMPLES_PER_VIDEO_FRAME))
+    # Frame k is shown from k/25 s: it takes the 40 ms of samples centred there, not the 40 ms after, so the
+    # mouth is never a whole frame ahead of the sound (a burst starting anywhere in a frame's display time
+    # is within 20 ms of the frame that first shows it).
+    half = SAMPLES_PER_VIDEO_FRAME // 2
     padded = np.zeros(frames * SAMPLES_PER_VIDEO_FRAME, np.float32)
-    padded[: len(pcm)] = pcm
+    body = pcm[: len(padded) - half]
+    padded[half : half + len(body)] = body
     rms = np.sqrt((padded.reshape(frames, -1) ** 2).mean(axis=1) + 1e-9)
     loud = float(np.percentile(rms, 95))
     if loud < 30.0:  # near digital silence: keep the mouth closed
@@ -109,7 +114,7 @@ def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDA
     target = np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
     closing = np.zeros(frames, bool)
     if phonemes:
-        centres = (np.arange(frames) + 0.5) / VIDEO_FPS
+        centres = np.arange(frames) / VIDEO_FPS  # the instants the frames are shown
         starts = np.array([t for t, _ in phonemes])
         shapes = np.array([viseme_openness(p) for _, p in phonemes], np.float32)
         index = np.searchsorted(starts, centres, side="right") - 1

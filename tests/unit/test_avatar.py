@@ -121,6 +121,18 @@ def test_mouth_follows_loudness_frame_by_frame() -> None:
     assert mouth_track(np.zeros(RATE, np.int16)).max() == 0.0
 
 
+@pytest.mark.parametrize("onset_ms", [0, 7, 19, 21, 33, 39, 40, 55, 79])
+def test_the_mouth_opens_on_the_frame_nearest_the_sound(onset_ms: int) -> None:
+    """Frame k is shown at k * 40 ms: the first open frame is within half a frame of the sound's onset."""
+    t = np.arange(RATE // 2) / RATE
+    burst = (np.sin(2 * np.pi * 200 * t) * 16000).astype(np.int16)
+    pcm = np.concatenate([np.zeros(RATE // 2 + onset_ms * RATE // 1000, np.int16), burst])
+    track = mouth_track(pcm)
+    first_open = int(np.argmax(track > 0.3))
+    onset = 0.5 + onset_ms / 1000
+    assert abs(first_open * 0.04 - onset) <= 0.0201, (first_open, track[10:16])
+
+
 def test_pad_audio_adds_silence() -> None:
     speech = speech_from_pcm(np.ones(RATE, np.int16) * 5000, pad_seconds=2.0)
     assert speech.duration == pytest.approx(3.0)
