@@ -149,8 +149,10 @@ def summary(values: list[float]) -> dict[str, float]:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     ours: list[dict[str, float]] = []
     floors: list[dict[str, float]] = []
-    async with served() as (base, key):
-        client = StreamClient(AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none())
+    async with served() as server:
+        client = StreamClient(
+            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
+        )
         async with client:
             await talkstream_once(client)  # warm the server's portrait cache and the code paths
             await floor_once()

@@ -1,4 +1,5 @@
-"""What the benchmarks share: `talkstream serve` in a process of its own, and the machine's description.
+"""What the benchmarks share: `talkstream serve` in a process of its own, a local media server, WAV files,
+and the machine's description.
 
 Benchmarks that measure the server from outside start it with `served()`, so the client they run in this
 process never shares an event loop (or a core's time slice) with it.
@@ -8,16 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import platform
 import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-__all__ = ["machine", "served"]
+import av
+import numpy as np
+import numpy.typing as npt
+from aiohttp import web
+
+__all__ = ["Served", "encode_wav", "machine", "media_server", "served"]
+
+
+class Served(NamedTuple):
+    base: str  # http://127.0.0.1:port
+    key: str
+    pid: int  # the server process, for its CPU and memory
 
 
 def machine() -> dict[str, Any]:
@@ -31,8 +44,8 @@ def _free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(*extra: str) -> AsyncIterator[tuple[str, str]]:
-    """Run `talkstream serve` on a free 127.0.0.1 port with a fresh key; yield (base URL, key)."""
+async def served(*extra: str) -> AsyncIterator[Served]:
+    """Run `talkstream serve` on a free 127.0.0.1 port with a fresh key."""
     port, key = _free_port(), f"bench:{secrets.token_urlsafe(12)}"
     command: Sequence[str] = [
         sys.executable,
@@ -56,7 +69,40 @@ async def served(*extra: str) -> AsyncIterator[tuple[str, str]]:
                     break
             except OSError:
                 await asyncio.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", key
+        yield Served(f"http://127.0.0.1:{port}", key, server.pid)
     finally:
         server.terminate()
         await server.wait()
+
+
+@contextlib.asynccontextmanager
+async def media_server(files: Mapping[str, bytes]) -> AsyncIterator[str]:
+    """Serve `files` (name -> WAV bytes) on a free 127.0.0.1 port; yield the base URL (no trailing slash)."""
+    app = web.Application()
+    for name, body in files.items():
+
+        async def handler(request: web.Request, body: bytes = body) -> web.Response:
+            return web.Response(body=body, content_type="audio/wav")
+
+        app.router.add_get(f"/{name}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def encode_wav(pcm: npt.NDArray[np.int16], rate: int) -> bytes:
+    """Mono 16-bit samples as a WAV file."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="wav") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
-from aiohttp import web
-from served import machine, served  # bench/served.py, beside this file
+from served import encode_wav, machine, media_server, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -43,17 +40,9 @@ SENTENCES = [
 
 def wav(seconds: float = 1.5, rate: int = 16_000) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
-    pcm = (np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t) * 20000).astype(np.int16)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
+    return encode_wav(
+        (np.sin(2 * np.pi * 180 * t) * np.sin(2 * np.pi * 3 * t) * 20000).astype(np.int16), rate
+    )
 
 
 async def quiet(sink: MediaSink, gap: float = 0.3) -> None:
@@ -87,29 +76,19 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    media = web.Application()
-    body = wav()
-    media.router.add_get("/speech.wav", lambda r: _wav_response(body))
-    runner = web.AppRunner(media, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    audio_url = f"http://127.0.0.1:{runner.addresses[0][1]}/speech.wav"
-
-    try:
-        async with served("--allow-local-urls") as (base, key):
-            sink = MediaSink()
-            client = StreamClient(
-                AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none()
-            )
-            async with client:
-                stream = await client.create("bundled:astronaut", sink=sink)
-                await stream.connected(within=30)
-                await measure(stream, sink, text="Warming up.")
-                text = [await measure(stream, sink, text=SENTENCES[i % 3]) for i in range(args.talks)]
-                audio = [await measure(stream, sink, audio_url=audio_url) for _ in range(args.talks)]
-                await stream.close()
-    finally:
-        await runner.cleanup()
+    async with media_server({"speech.wav": wav()}) as media, served("--allow-local-urls") as server:
+        audio_url = f"{media}/speech.wav"
+        sink = MediaSink()
+        client = StreamClient(
+            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
+        )
+        async with client:
+            stream = await client.create("bundled:astronaut", sink=sink)
+            await stream.connected(within=30)
+            await measure(stream, sink, text="Warming up.")
+            text = [await measure(stream, sink, text=SENTENCES[i % 3]) for i in range(args.talks)]
+            audio = [await measure(stream, sink, audio_url=audio_url) for _ in range(args.talks)]
+            await stream.close()
     result: dict[str, Any] = {
         "benchmark": "talk_latency",
         "machine": machine(),
@@ -132,10 +111,6 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "audio_met": audio_p50 <= 100,
     }
     return result
-
-
-async def _wav_response(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="audio/wav")
 
 
 def report(result: dict[str, Any]) -> str:
