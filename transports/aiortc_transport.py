@@ -29,10 +29,12 @@ import contextlib
 import contextvars
 import fractions
 import logging
-from collections.abc import Iterator, Sequence
+import random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import aioice.ice
+import aiortc.rtcrtpsender
 import av
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +60,7 @@ from talkstream.engine.ports import (
 )
 from talkstream.engine.states import Input
 
-__all__ = ["AiortcServerTransport", "ice_state_input", "offered_host_addresses"]
+__all__ = ["AiortcServerTransport", "ice_state_input", "offered_host_addresses", "paced_reports"]
 
 _log = logging.getLogger(__name__)
 
@@ -115,6 +117,50 @@ def ice_state_input(state: str, *, connected_reported: bool, closing: bool) -> I
     if state == "closed" and not closing:
         return Input.TRANSPORT_CLOSED
     return None
+
+
+# -- pacing the senders' reports ------------------------------------------------------------------------
+#
+# aiortc sends a sender report (RTCP SR) from every sender every 0.5-1.5 s, whether or not it sends media. An
+# idle stream sends none, yet its two report timers wake the event loop twice a second: with 200 idle
+# streams that was most of the idle server's CPU (bench/idle.py, py-spy). RFC 3550 (6.2) recommends at
+# least 5 s between reports; while media flows, receivers want them often to line audio up with video.
+# aiortc's only use of `random` in its sender module is that interval (`0.5 + random.random()` seconds), so
+# a stand-in for the module there asks the context the report task runs in: a sender started under
+# `paced_reports` waits `0.5 + pace()` instead. Everything else keeps aiortc's own pacing.
+
+IDLE_REPORT_SECONDS = 5.0
+_REPORT_PACE: contextvars.ContextVar[Callable[[], float] | None] = contextvars.ContextVar(
+    "talkstream_report_pace", default=None
+)
+
+
+class _PacedRandom:
+    """Stands in for the `random` module inside `aiortc.rtcrtpsender` (see above)."""
+
+    def random(self) -> float:
+        pace = _REPORT_PACE.get()
+        return random.random() if pace is None else pace()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(random, name)
+
+
+def _install_report_pacing() -> None:
+    namespace = vars(aiortc.rtcrtpsender)
+    if not isinstance(namespace["random"], _PacedRandom):
+        namespace["random"] = _PacedRandom()
+
+
+@contextlib.contextmanager
+def paced_reports(pace: Callable[[], float]) -> Iterator[None]:
+    """Senders started within this block (and tasks started in it) wait `0.5 + pace()` s between reports."""
+    _install_report_pacing()
+    token = _REPORT_PACE.set(pace)
+    try:
+        yield
+    finally:
+        _REPORT_PACE.reset(token)
 
 
 # -- media ------------------------------------------------------------------------------------------------
@@ -185,6 +231,7 @@ class AiortcServerPeer:
         self._closed = False
         self._connected_reported = False
         self._epoch = asyncio.get_running_loop().time()
+        self._media_sent_at = float("-inf")  # loop time of the last frame handed to a track
         self._pc.on("datachannel", self._on_datachannel)
         self._pc.on("iceconnectionstatechange", self._on_ice_state)
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -247,7 +294,8 @@ class AiortcServerPeer:
             raise BadRequestError("the answer was already applied")
         sdp = self._without_mdns(sdp)
         try:
-            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            with paced_reports(self._report_pace):  # the senders start in a task made here
+                await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except (ValueError, AssertionError, KeyError, IndexError, TypeError) as exc:
             raise BadRequestError(f"invalid answer: {exc}") from exc
         except Exception as exc:
@@ -339,10 +387,17 @@ class AiortcServerPeer:
     def media_time(self) -> float:
         return asyncio.get_running_loop().time() - self._epoch
 
+    def _report_pace(self) -> float:
+        """aiortc's report interval is `0.5 + this`: its own while media flows, about 5 s while idle."""
+        if asyncio.get_running_loop().time() - self._media_sent_at < 2 * IDLE_REPORT_SECONDS:
+            return random.random()
+        return IDLE_REPORT_SECONDS - 0.5 + random.random()
+
     async def send_video(self, frame: npt.NDArray[np.uint8], at: float) -> None:
         video = av.VideoFrame.from_ndarray(frame, format="yuv420p")
         video.pts = round(at * VIDEO_CLOCK)
         video.time_base = _VIDEO_TIME_BASE
+        self._media_sent_at = asyncio.get_running_loop().time()
         await self._video.put(video)
 
     async def send_audio(self, pcm: npt.NDArray[np.int16], at: float) -> None:

@@ -332,3 +332,45 @@ async def test_a_browser_hiding_behind_mdns_still_connects(api: Api, server: Any
         assert stream.session.state is State.CONNECTED, stream.session.history
     finally:
         await peer.close()
+
+
+async def test_an_idle_stream_reports_every_few_seconds_and_a_talking_one_often(api: Api) -> None:
+    """aiortc would send a sender report every 0.5-1.5 s from each idle sender; the server waits about 5 s
+    (RFC 3550's minimum) while it sends no media, and keeps aiortc's pace once it does."""
+    from aiortc.rtp import RtcpSrPacket
+
+    peer = Peer()
+    reports: list[float] = []
+
+    def count_reports(receiver: Any) -> None:
+        handle = receiver._handle_rtcp_packet
+
+        async def counting(packet: Any) -> None:
+            if isinstance(packet, RtcpSrPacket):
+                reports.append(time.monotonic())
+            await handle(packet)
+
+        receiver._handle_rtcp_packet = counting
+
+    try:
+        stream_id, session_id = await connect(api, peer)
+        for receiver in peer.pc.getReceivers():
+            count_reports(receiver)
+        connected = time.monotonic()
+        await asyncio.sleep(3.0)
+        assert [t - connected for t in reports] == [], "an idle sender reported within 3 s"
+        status, talk, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}",
+            {"script": {"type": "text", "input": "Reports while I talk. " * 4}, "session_id": session_id},
+        )
+        assert status == 200, talk
+        await peer.wait_message("stream/done", within=talk["duration"] + 15)
+        # The idle wait that was running when the talk began ends within 6 s of the connection; from then on,
+        # each of the two senders reports every 0.5-1.5 s while the talk lasts.
+        talking_after_idle_wait = talk["duration"] + 3.0 - 6.0
+        if talking_after_idle_wait > 2.0:
+            assert len(reports) >= 2 * int(talking_after_idle_wait / 1.5), (talk["duration"], reports)
+        assert reports, "no report while talking"
+    finally:
+        await peer.close()
