@@ -25,6 +25,7 @@ from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
 from talkstream.engine.ports import IceServerConfig
+from talkstream.engine.server import Limits
 from talkstream.engine.session import SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
 
@@ -104,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         host_addresses=tuple(args.ice_host) if args.ice_host else ("127.0.0.1",),
         media_root=Path(args.media_root) if args.media_root else None,
         fetch_policy=FetchPolicy.local() if args.allow_local_urls else FetchPolicy(),
+        limits=Limits(streams_per_key=args.max_streams_per_key, streams_total=args.max_streams),
     )
     app = build_app(settings)
     base = f"http://{args.host}:{args.port}"
@@ -190,6 +192,9 @@ async def replay(args: argparse.Namespace, paths: list[Path]) -> int:
     return 1 if counts["failed"] or not outcomes else 0
 
 
+_DEFAULT_LIMITS = Limits()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkstream", description="talkstream: D-ID-compatible streams")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +214,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--ice-host", action="append", help="an address the server offers as a host candidate")
     srv.add_argument(
         "--allow-local-urls", action="store_true", help="let source and audio URLs reach loopback"
+    )
+    srv.add_argument(
+        "--max-streams-per-key",
+        type=int,
+        default=_DEFAULT_LIMITS.streams_per_key,
+        help=f"live streams one key may hold (default {_DEFAULT_LIMITS.streams_per_key}; more get 429)",
+    )
+    srv.add_argument(
+        "--max-streams",
+        type=int,
+        default=_DEFAULT_LIMITS.streams_total,
+        help=f"live streams in all (default {_DEFAULT_LIMITS.streams_total})",
     )
     spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
     said = spk.add_mutually_exclusive_group(required=True)

@@ -139,7 +139,8 @@ class Window:
 
 
 async def talkstream_at(count: int, window: float, audio_url: str) -> dict[str, Any]:
-    async with served("--allow-local-urls") as server:
+    limits = ("--max-streams-per-key", str(count), "--max-streams", str(count))
+    async with served("--allow-local-urls", *limits) as server:
         client = StreamClient(
             AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
         )

@@ -1,14 +1,15 @@
 """Real-browser fixtures: Debian's Chromium driven by Playwright, and a server on 127.0.0.1.
 
 Chromium comes from Debian (`make test` installs the `chromium` package when it is missing); Playwright
-only drives it through `executable_path` and never downloads a browser of its own. The flags keep it from
-reaching anything but 127.0.0.1 (no background networking, no component updates, host lookups NOTFOUND).
-It keeps its default mDNS hiding of local addresses, as real users' browsers do.
+only drives it through `executable_path` and never downloads a browser of its own. bench/chromium.py holds the
+flags that keep it from reaching anything but 127.0.0.1. Pages post their host candidates as `.local` names,
+as real users' browsers do by default; the names are made by the test, so no mDNS traffic leaves the machine.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +20,11 @@ from aiohttp.test_utils import TestServer
 
 from talkstream.adapters.bootstrap import ServerSettings, build_app
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from chromium import CHROMIUM, FLAGS, hide_addresses_like_a_browser  # bench/chromium.py
+
 KEY = "e2e-user:e2e-secret"
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
-]
 
 
 @pytest_asyncio.fixture
@@ -54,5 +46,6 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
         context = await playwright.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=FLAGS
         )
+        await hide_addresses_like_a_browser(context)
         yield context
         await context.close()
