@@ -56,11 +56,19 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-bench: setup
+# Not part of `make test`: about 15 minutes, most of it the 5-minute lip-sync talk and the concurrency sweep.
+# Each writes bench/results/<name>.json; summary.py prints the table and draws the plots from them.
+bench: setup browser-deps
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/animation.py
 	$(BIN)/python bench/connect.py
+	$(BIN)/python bench/browser_connect.py
 	$(BIN)/python bench/talk_latency.py
+	$(BIN)/python bench/lipsync.py
+	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/replay_suite.py
+	$(BIN)/python bench/summary.py
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache .hypothesis

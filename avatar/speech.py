@@ -93,10 +93,10 @@ def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDA
     """Mouth openness per video frame from the samples that play around that frame's time, and the phonemes.
 
     Loudness: RMS over the 40 ms centred on each frame's time, in dB relative to the talk's loud parts (95th
-    percentile), mapped so that silence (40 dB under) is closed and loud speech wide open. When the speech engine reported phoneme
-    timings (`(seconds, phoneme)` from the start), each frame may open no more than its phoneme allows:
-    the lips close on m, b and p however loud they are. Then smoothing with a fast attack and a slower
-    release, as jaws move.
+    percentile), mapped so that silence (40 dB under) is closed and loud speech wide open. When the speech
+    engine reported phoneme timings (`(seconds, phoneme)` from the start), each frame may open no more than
+    its phoneme allows: the lips close on m, b and p however loud they are. Then smoothing with a fast
+    attack and a slower release, as jaws move.
     """
     frames = max(1, -(-len(pcm) // SAMPLES_PER_VIDEO_FRAME))
     # Frame k is shown from k/25 s: it takes the 40 ms of samples centred there, not the 40 ms after, so the

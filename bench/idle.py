@@ -57,7 +57,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             threads_before = {t.id: t.user_time + t.system_time for t in process.threads()}
             await asyncio.sleep(args.window)
             after, t1 = process.cpu_times(), time.monotonic()
-            threads = {t.id: t.user_time + t.system_time - threads_before.get(t.id, 0.0) for t in process.threads()}
+            threads = {
+                t.id: t.user_time + t.system_time - threads_before.get(t.id, 0.0) for t in process.threads()
+            }
             rss_after = process.memory_info().rss
             live = sum(1 for s in streams if not s.session.closed)
             for stream in streams:
