@@ -23,7 +23,7 @@ from talkstream.engine.server import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_transport import AiortcServerTransport
 
-from .http_server import SERVICE, KeyRing, create_app
+from .http_server import SERVICE, KeyRing, RequestLimits, create_app
 
 __all__ = ["ServerSettings", "build_app"]
 
@@ -38,6 +38,7 @@ class ServerSettings:
     media_root: Path | None = None
     fetch_policy: FetchPolicy = attrs.field(factory=FetchPolicy)
     limits: Limits = attrs.field(factory=Limits)
+    request_limits: RequestLimits = attrs.field(factory=RequestLimits)
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     strict_voices: bool = False
@@ -73,7 +74,9 @@ def build_app(
         strict_voices=settings.strict_voices,
     )
     service = StreamService(engine=engine, transport=transport, studio=studio, limits=settings.limits)
-    app = create_app(service, KeyRing(settings.keys), extra_routes=extra_routes)
+    app = create_app(
+        service, KeyRing(settings.keys), limits=settings.request_limits, extra_routes=extra_routes
+    )
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         _log.info("text-to-speech: %s", speech.name if speech else "none (install talkstream[tts])")

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from talkstream.adapters.http_server import RequestLimits
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
@@ -106,6 +107,9 @@ def serve(args: argparse.Namespace) -> int:
         media_root=Path(args.media_root) if args.media_root else None,
         fetch_policy=FetchPolicy.local() if args.allow_local_urls else FetchPolicy(),
         limits=Limits(streams_per_key=args.max_streams_per_key, streams_total=args.max_streams),
+        request_limits=RequestLimits(
+            per_key=args.requests_per_second, key_burst=args.requests_per_second * 3
+        ),
     )
     app = build_app(settings)
     base = f"http://{args.host}:{args.port}"
@@ -193,6 +197,7 @@ async def replay(args: argparse.Namespace, paths: list[Path]) -> int:
 
 
 _DEFAULT_LIMITS = Limits()
+_DEFAULT_RATE = RequestLimits()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=_DEFAULT_LIMITS.streams_total,
         help=f"live streams in all (default {_DEFAULT_LIMITS.streams_total})",
+    )
+    srv.add_argument(
+        "--requests-per-second",
+        type=float,
+        default=_DEFAULT_RATE.per_key,
+        help=f"requests a second per key, in bursts of 3 s worth (default {_DEFAULT_RATE.per_key:g})",
     )
     spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
     said = spk.add_mutually_exclusive_group(required=True)

@@ -8,7 +8,8 @@ error bodies; every decision about streams is the service's.
 * Auth: ``Authorization: Basic <key>`` with the key as is (``user:password``, as D-ID's demo sends it) or
   base64-encoded (standard Basic), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
   the key that made it; the owner recorded is a digest of the key, which is never logged. Keys may be
-  limited to some permissions (`KeyRing`); using another is 403 ``PermissionError``.
+  limited to some permissions (`KeyRing`); using another is 403 ``PermissionError``. Each key's request
+  rate and the server's are limited (`RequestLimits`): over either, 429 with ``Retry-After``.
 * Errors: every `TalkstreamError` becomes ``{"kind", "description", "details"?}`` with its status and
   headers (``Retry-After`` on 429, ``WWW-Authenticate`` on 401); unknown routes and methods answer in the
   same shape; anything unexpected is logged and answered as 500 ``InternalServerError``.
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import attrs
 from aiohttp import web
 
 from talkstream.engine.errors import (
@@ -38,6 +40,7 @@ from talkstream.engine.errors import (
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     RequestError,
     TalkstreamError,
     ValidationError,
@@ -109,6 +112,61 @@ class KeyRing:
 
 
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
+
+
+@attrs.define
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@attrs.define
+class RequestLimits:
+    """Request rate per key and in all, as token buckets: `per_key` requests a second with bursts of
+    `key_burst`, `total` a second with bursts of `total_burst`. Over either: 429 with ``Retry-After``.
+
+    Only authenticated requests count (a request with a wrong key is 401 before any bucket is touched, so
+    strangers cannot spend a key's allowance), and the buckets are keyed by the owner digest, never the key.
+    A page connecting through D-ID's five steps makes about a dozen requests at once: the bursts allow that.
+    """
+
+    per_key: float = 20.0
+    key_burst: float = 60.0
+    total: float = 400.0
+    total_burst: float = 800.0
+    clock: Callable[[], float] = time.monotonic
+    _buckets: dict[str, _Bucket] = attrs.field(factory=dict, init=False)
+
+    def check(self, owner: str) -> None:
+        """Spend one request of `owner`'s and of the total allowance, or raise 429 and spend nothing."""
+        now = self.clock()
+        key = self._refill(owner, self.per_key, self.key_burst, now)
+        total = self._refill("", self.total, self.total_burst, now)
+        for bucket, rate, scope in ((key, self.per_key, "this key"), (total, self.total, "this server")):
+            if bucket.tokens < 1.0:
+                raise RateLimitedError(
+                    f"too many requests for {scope}", retry_after=(1.0 - bucket.tokens) / rate
+                )
+        key.tokens -= 1.0
+        total.tokens -= 1.0
+
+    def _refill(self, name: str, rate: float, burst: float, now: float) -> _Bucket:
+        bucket = self._buckets.get(name)
+        if bucket is None:
+            bucket = self._buckets[name] = _Bucket(tokens=burst, at=now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * rate)
+        bucket.at = now
+        return bucket
+
+
+LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits", RequestLimits)
+
+
+def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
+    """(owner, permissions) of an authenticated request within its request rate; 401 or 429 if not."""
+    owner, granted = request.app[KEYS].caller(request.headers.get("Authorization"))
+    request.app[LIMITS].check(owner)
+    return owner, granted
 
 
 def _presented_key(header: str | None) -> str | None:
@@ -198,11 +256,11 @@ async def _body(request: web.Request) -> Any:
 
 
 def _owner(request: web.Request) -> str:
-    return request.app[KEYS].owner(request.headers.get("Authorization"))
+    return _caller(request)[0]
 
 
 async def create_stream(request: web.Request) -> web.Response:
-    owner, granted = request.app[KEYS].caller(request.headers.get("Authorization"))
+    owner, granted = _caller(request)
     message = CreateStreamRequest.from_json(await _body(request))
     if message.source_url.lower().startswith("file:") and "local_files" not in granted:
         raise PermissionDeniedError("this key may not use local files as sources")
@@ -253,12 +311,17 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(
-    service: StreamService, keys: KeyRing, *, extra_routes: Iterable[web.RouteDef] = ()
+    service: StreamService,
+    keys: KeyRing,
+    *,
+    limits: RequestLimits | None = None,
+    extra_routes: Iterable[web.RouteDef] = (),
 ) -> web.Application:
     """The streams API as an aiohttp application (the service's lifetime is the caller's)."""
     app = web.Application(middlewares=[_cors, _errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
     app[KEYS] = keys
+    app[LIMITS] = limits if limits is not None else RequestLimits()
     app.add_routes(
         [
             web.post("/talks/streams", create_stream),
