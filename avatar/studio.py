@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from talkstream.engine.errors import BadRequestError
+from talkstream.engine.errors import BadRequestError, InternalServerError, TalkstreamError
 from talkstream.engine.messages import AudioScript, CreateStreamRequest, TextScript
 from talkstream.engine.ports import Face, Speech
 
@@ -134,9 +134,15 @@ class AvatarStudio:
                     script.provider.voice_id,
                     self.tts.name,
                 )
-            synthesis = await asyncio.to_thread(
-                self.tts.synthesize, script.input, voice=voice, ssml=bool(script.ssml)
-            )
+            try:
+                synthesis = await asyncio.to_thread(
+                    self.tts.synthesize, script.input, voice=voice, ssml=bool(script.ssml)
+                )
+            except TalkstreamError:
+                raise
+            except Exception as exc:  # the engine failed: the caller learns that much, the log the rest
+                _log.exception("text-to-speech with %s failed", self.tts.name)
+                raise InternalServerError(f"text-to-speech ({self.tts.name}) failed") from exc
             return await asyncio.to_thread(
                 speech_from_pcm, synthesis.pcm, pad_seconds=pad_audio, phonemes=synthesis.phonemes
             )

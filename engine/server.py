@@ -33,7 +33,14 @@ import attrs
 import numpy as np
 
 from .clock import holding, run_with_timeout
-from .errors import IllegalTransition, NotFoundError, RateLimitedError, SessionError, TalkstreamError
+from .errors import (
+    IllegalTransition,
+    InternalServerError,
+    NotFoundError,
+    RateLimitedError,
+    SessionError,
+    TalkstreamError,
+)
 from .events import SessionClosed, SessionEvent, StateChanged
 from .messages import (
     AudioScript,
@@ -364,11 +371,16 @@ class StreamService:
                 await self._stream_speech(stream, talk.speech)
             except asyncio.CancelledError:
                 raise
-            except TalkstreamError as exc:
+            except Exception as exc:
+                # A talk that fails while playing (the face, the encoder, the peer) ends with stream/error;
+                # the stream goes back to connected and takes the next talk.
+                error = exc if isinstance(exc, TalkstreamError) else InternalServerError()
+                if not isinstance(exc, TalkstreamError):
+                    _log.exception("%s: talk %s failed while playing", session.stream_id, talk.video_id)
                 self._send(
                     stream,
                     "stream/error",
-                    {"kind": exc.kind, "description": exc.description, "videoId": talk.video_id},
+                    {"kind": error.kind, "description": error.description, "videoId": talk.video_id},
                 )
             else:
                 self._send(stream, "stream/done")
