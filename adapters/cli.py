@@ -105,7 +105,13 @@ def serve(args: argparse.Namespace) -> int:
         ice_servers=ice_servers,
         host_addresses=tuple(args.ice_host) if args.ice_host else ("127.0.0.1",),
         media_root=Path(args.media_root) if args.media_root else None,
-        fetch_policy=FetchPolicy.local() if args.allow_local_urls else FetchPolicy(),
+        fetch_policy=(
+            FetchPolicy.none()
+            if args.no_fetch
+            else FetchPolicy.local()
+            if args.allow_local_urls
+            else FetchPolicy()
+        ),
         limits=Limits(streams_per_key=args.max_streams_per_key, streams_total=args.max_streams),
         request_limits=RequestLimits(
             per_key=args.requests_per_second, key_burst=args.requests_per_second * 3
@@ -219,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--ice-host", action="append", help="an address the server offers as a host candidate")
     srv.add_argument(
         "--allow-local-urls", action="store_true", help="let source and audio URLs reach loopback"
+    )
+    srv.add_argument(
+        "--no-fetch", action="store_true", help="fetch no source or audio URLs at all (refused with 400)"
     )
     srv.add_argument(
         "--max-streams-per-key",

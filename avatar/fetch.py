@@ -85,6 +85,12 @@ class FetchPolicy:
     total_timeout: float = 30.0
 
     @classmethod
+    def none(cls) -> FetchPolicy:
+        """A policy that fetches nothing: every URL is refused before any name is looked up (for servers
+        with no business on the network, and for fuzzing a server with made-up URLs)."""
+        return cls(schemes=frozenset())
+
+    @classmethod
     def local(cls, networks: Iterable[str] = ("127.0.0.0/8", "::1/128")) -> FetchPolicy:
         """A policy that also allows the given networks, on any port (for local use and tests)."""
         return cls(ports=None, allow_networks=tuple(ipaddress.ip_network(n) for n in networks))
@@ -135,6 +141,10 @@ class Fetcher:
             port = parts.port
         except ValueError as exc:
             raise BadRequestError(f"invalid url: {exc}") from exc
+        if not self.policy.schemes:
+            raise BadRequestError(
+                "this server fetches no urls: use a bundled: or file: source, or a text script"
+            )
         if parts.scheme.lower() not in self.policy.schemes:
             raise BadRequestError(f"url scheme {parts.scheme or '(none)'!r} is not allowed")
         if parts.username is not None or parts.password is not None:

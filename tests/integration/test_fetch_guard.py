@@ -131,3 +131,14 @@ async def test_a_1_byte_per_second_body_is_cut_by_the_read_timeout(fixture_serve
         await fetcher.get(f"{fixture_server}/slow", max_bytes=1000)
     await fetcher.aclose()
     assert asyncio.get_running_loop().time() - started < 10, "the fetch hung"
+
+
+async def test_a_policy_that_fetches_nothing_refuses_before_any_lookup(canary: tuple[Canary, str]) -> None:
+    bird, url = canary
+    fetcher = Fetcher(FetchPolicy.none())
+    for target in (url, url.replace("127.0.0.2", "localhost"), "https://example.com/a.png"):
+        with pytest.raises(BadRequestError, match="fetches no urls"):
+            await fetcher.get(target, max_bytes=1000)
+    assert fetcher._session is None, "a session (and its resolver) was made"
+    await fetcher.aclose()
+    assert bird.hits == 0
