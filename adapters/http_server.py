@@ -127,13 +127,14 @@ class RequestLimits:
 
     Only authenticated requests count (a request with a wrong key is 401 before any bucket is touched, so
     strangers cannot spend a key's allowance), and the buckets are keyed by the owner digest, never the key.
-    A page connecting through D-ID's five steps makes about a dozen requests at once: the bursts allow that.
+    A page connecting through D-ID's five steps makes about a dozen requests at once, and a service often
+    holds one key for all its users: the defaults allow a dozen pages connecting in the same second.
     """
 
-    per_key: float = 20.0
-    key_burst: float = 60.0
-    total: float = 400.0
-    total_burst: float = 800.0
+    per_key: float = 50.0
+    key_burst: float = 150.0
+    total: float = 1000.0
+    total_burst: float = 2000.0
     clock: Callable[[], float] = time.monotonic
     _buckets: dict[str, _Bucket] = attrs.field(factory=dict, init=False)
 

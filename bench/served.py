@@ -54,6 +54,8 @@ async def served(*extra: str) -> AsyncIterator[Served]:
         "serve",
         "--port",
         str(port),
+        "--requests-per-second",  # benchmarks measure speed, not the request-rate limit
+        "1000000",
         *extra,
     ]
     server = await asyncio.create_subprocess_exec(
