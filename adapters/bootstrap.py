@@ -21,7 +21,7 @@ from talkstream.engine.clock import Clock, SystemClock
 from talkstream.engine.ports import IceServerConfig, ServerTransport
 from talkstream.engine.server import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
-from talkstream.transports.aiortc_transport import AiortcServerTransport
+from talkstream.transports.aiortc_transport import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 
 from .http_server import SERVICE, KeyRing, RequestLimits, create_app
 
@@ -41,6 +41,7 @@ class ServerSettings:
     request_limits: RequestLimits = attrs.field(factory=RequestLimits)
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    silence_timeout: float = DEFAULT_SILENCE_TIMEOUT  # a connected peer that sends nothing this long is gone
     strict_voices: bool = False
 
 
@@ -64,7 +65,9 @@ def build_app(
     )
     if transport is None:
         transport = AiortcServerTransport(
-            ice_servers=settings.ice_servers, host_addresses=settings.host_addresses
+            ice_servers=settings.ice_servers,
+            host_addresses=settings.host_addresses,
+            silence_timeout=settings.silence_timeout,
         )
     speech = default_tts() if tts is True else (tts or None)
     studio = AvatarStudio(

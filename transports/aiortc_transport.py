@@ -232,6 +232,8 @@ class AiortcServerPeer:
         self._connected_reported = False
         self._epoch = asyncio.get_running_loop().time()
         self._media_sent_at = float("-inf")  # loop time of the last frame handed to a track
+        self.heard_at: float | None = None  # loop time of the peer's last packet, from the answer on
+        self._silence_reported = False
         self._pc.on("datachannel", self._on_datachannel)
         self._pc.on("iceconnectionstatechange", self._on_ice_state)
         self._pc.on("connectionstatechange", self._on_connection_state)
@@ -301,11 +303,41 @@ class AiortcServerPeer:
         except Exception as exc:
             raise TransportError(f"could not apply the answer: {exc}") from exc
         self._answered = True
+        self._listen_for_the_peer()
         pending, self._pending = self._pending, []
         for candidate, mid, index in pending:
             await self._add(candidate, mid, index)
         if self._pending_end:
             await self._add_end()
+
+    def _listen_for_the_peer(self) -> None:
+        """Note the time of everything the peer sends: its STUN checks and its DTLS, SRTP and SCTP packets.
+
+        aioice hands each datagram to its connection's `request_received` or `data_received`; those are
+        wrapped on this peer's connections only. `heard_at` is what the transport's silence watchdog reads.
+        """
+        self.heard_at = asyncio.get_running_loop().time()
+        transports = [
+            t.sender.transport for t in self._pc.getTransceivers() if t.sender.transport is not None
+        ]
+        if self._pc.sctp is not None:
+            transports.append(self._pc.sctp.transport)
+        connections = {id(c): c for c in (t.transport.iceGatherer._connection for t in transports)}
+        for connection in connections.values():
+            for name in ("request_received", "data_received"):
+                original = getattr(connection, name)
+
+                def heard(*args: Any, _original: Any = original) -> Any:
+                    self.heard_at = asyncio.get_running_loop().time()
+                    return _original(*args)
+
+                setattr(connection, name, heard)
+
+    def silent_for(self, now: float) -> float | None:
+        """Seconds since the peer last sent anything, once ICE connected (None before, or once closing)."""
+        if not self._connected_reported or self._closed or self.heard_at is None:
+            return None
+        return now - self.heard_at
 
     async def add_candidate(
         self, candidate: str | None, sdp_mid: str | None, sdp_m_line_index: int | None
@@ -421,10 +453,18 @@ class AiortcServerPeer:
         self._transport._peers.discard(self)
 
 
+#: A connected peer that sends nothing for this long is gone. ICE agents check consent every 4-6 s (RFC 7675)
+#: and receivers send RTCP while media flows, so a live peer is never this quiet; aiortc itself would wait
+#: for six failed consent checks, about 30 s, while the stream holds its slot and plays to nobody.
+DEFAULT_SILENCE_TIMEOUT = 15.0
+
+
 class AiortcServerTransport:
     """aiortc peers for the server (implements `engine.ports.ServerTransport`).
 
     `host_addresses`: the addresses offered (default loopback only; None: aioice's own choice).
+    `silence_timeout`: a connected peer silent this long (no STUN check, no packet) is reported closed, by
+    one watchdog task for all peers that looks every `silence_timeout / 5` seconds.
     """
 
     def __init__(
@@ -432,17 +472,35 @@ class AiortcServerTransport:
         *,
         ice_servers: Sequence[IceServerConfig] = (),
         host_addresses: Sequence[str] | None = ("127.0.0.1",),
+        silence_timeout: float = DEFAULT_SILENCE_TIMEOUT,
     ) -> None:
         self.ice_servers = tuple(ice_servers)
         self.host_addresses: tuple[str, ...] | None = (
             tuple(host_addresses) if host_addresses is not None else None
         )
+        self.silence_timeout = silence_timeout
         self._peers: set[AiortcServerPeer] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> AiortcServerPeer:
         peer = AiortcServerPeer(self, stream_id, options, report)
         self._peers.add(peer)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch_for_silence())
         return peer
+
+    async def _watch_for_silence(self) -> None:
+        """Report peers gone silent as closed; runs while there are peers."""
+        loop = asyncio.get_running_loop()
+        while self._peers:
+            await asyncio.sleep(self.silence_timeout / 5)
+            now = loop.time()
+            for peer in tuple(self._peers):
+                silent = peer.silent_for(now)
+                if silent is not None and silent > self.silence_timeout and not peer._silence_reported:
+                    peer._silence_reported = True
+                    _log.info("%s: the peer has sent nothing for %.1f s: gone", peer.stream_id, silent)
+                    peer._report(Input.TRANSPORT_CLOSED, f"peer silent for {silent:.0f} s")
 
     @property
     def live_peers(self) -> int:
@@ -450,3 +508,7 @@ class AiortcServerTransport:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(peer.close() for peer in tuple(self._peers)))
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog

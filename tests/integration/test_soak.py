@@ -3,8 +3,9 @@
 Real aiortc on both sides, a real HTTP server, talkstream's own client. After the churn, the process's open
 file descriptors, asyncio tasks, threads and live peer connections (server and client) are back to what they
 were after a warm-up wave, and resident memory has grown by at most 30 MB. The same for clients that vanish
-mid-talk (a process killed with SIGKILL: no DELETE, no DTLS goodbye) and for streams created and never
-answered: the server's own idle timer reaps them, long before aiortc's ~30 s consent timeout would.
+mid-talk (a process killed with SIGKILL: no DELETE, no DTLS goodbye), reaped by the server's silence
+watchdog long before aiortc's ~30 s consent timeout would, while live idle clients are left alone; and for
+streams created and never answered, reaped by the idle timer.
 
 Nothing here is timed against the machine's speed: waits are bounded by generous deadlines and polled.
 """
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.timeout(900)
 
 CYCLES, AT_ONCE = 300, 10
 MB = 1024 * 1024
+SILENCE = 8.0  # above the 4-6 s between a live ICE agent's consent checks
 UNLIMITED = RequestLimits(per_key=1e9, key_burst=1e9, total=1e9, total_burst=1e9)
 
 
@@ -95,13 +97,13 @@ class Footprint:
 async def soak_server(
     media_server: Callable[[str, bytes, str], Awaitable[str]], request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[str, StreamService, str]]:
-    idle = getattr(request, "param", 300.0)
+    timers = getattr(request, "param", {})
     settings = ServerSettings(
         keys=(KEY,),
         fetch_policy=FetchPolicy.local(),
         limits=Limits(streams_per_key=4 * AT_ONCE, streams_total=4 * AT_ONCE),
         request_limits=UNLIMITED,
-        idle_timeout=idle,
+        **timers,
     )
     server = TestServer(build_app(settings), host="127.0.0.1", port=0)
     await server.start_server()
@@ -171,15 +173,15 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
 """
 
 
-@pytest.mark.parametrize("soak_server", [3.0], indirect=True)
-async def test_clients_killed_mid_talk_are_reaped_by_the_servers_idle_timer(
+@pytest.mark.parametrize("soak_server", [{"silence_timeout": SILENCE}], indirect=True)
+async def test_clients_killed_mid_talk_are_reaped_when_they_fall_silent(
     soak_server: tuple[str, StreamService, str],
 ) -> None:
     base, service, audio_url = soak_server
     client_transport = AiortcClientTransport()
     footprint = Footprint(service, client_transport)
     baseline: dict[str, int] | None = None
-    for round_ in range(6):
+    for round_ in range(4):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
@@ -206,14 +208,14 @@ async def test_clients_killed_mid_talk_are_reaped_by_the_servers_idle_timer(
         after = await footprint.settled(baseline, within=25)
         reaped_in = time.monotonic() - killed
         assert after == baseline, (baseline, after)
-        # The talk (0.4 s) ends, then the idle timer (3 s after the last message) closes the stream: well
-        # before aiortc's consent checks would give up on the vanished peer (about 30 s).
-        assert reaped_in < 20, reaped_in
+        # The server's silence watchdog (8 s here, 15 s by default; the idle timer is D-ID's 5 minutes)
+        # closes them, well before aiortc's consent checks would give up on the vanished peer (about 30 s).
+        assert SILENCE <= reaped_in < SILENCE + 10, reaped_in
     grown = (footprint.rss() - rss_before) / MB
     assert grown <= 30
 
 
-@pytest.mark.parametrize("soak_server", [2.0], indirect=True)
+@pytest.mark.parametrize("soak_server", [{"idle_timeout": 2.0}], indirect=True)
 async def test_streams_never_answered_are_reaped_and_leave_nothing(
     soak_server: tuple[str, StreamService, str],
 ) -> None:
@@ -246,3 +248,21 @@ async def test_streams_never_answered_are_reaped_and_leave_nothing(
                 assert status == 404
     grown = (footprint.rss() - rss_before) / MB
     assert grown <= 30
+
+
+@pytest.mark.parametrize("soak_server", [{"silence_timeout": SILENCE}], indirect=True)
+async def test_live_clients_that_say_nothing_are_not_taken_for_gone(
+    soak_server: tuple[str, StreamService, str],
+) -> None:
+    base, service, _ = soak_server
+    client = StreamClient(AiohttpAdapter(base, KEY), AiortcClientTransport(), retry=RetryPolicy.none())
+    async with client:
+        streams = []
+        for _ in range(AT_ONCE):
+            stream = await client.create("bundled:astronaut", sink=MediaSink(), output_resolution=256)
+            await stream.connected(within=60)
+            streams.append(stream)
+        await asyncio.sleep(2.5 * SILENCE)  # no talks, no messages: only their ICE consent checks
+        assert len(service) == AT_ONCE and all(not s.session.closed for s in streams)
+        for stream in streams:
+            await stream.close()
