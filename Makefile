@@ -56,7 +56,7 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-# Not part of `make test`: about 15 minutes, most of it the 5-minute lip-sync talk and the concurrency sweep.
+# Not part of `make test`: about 20 minutes, most of it the 5-minute lip-sync talk and the concurrency sweep.
 # Each writes bench/results/<name>.json; summary.py prints the table and draws the plots from them.
 bench: setup browser-deps
 	$(BIN)/python bench/engine.py
