@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from talkstream.engine.errors import BadRequestError
+
 from .portrait import Box, Portrait
 
 __all__ = ["Animator", "FrameGeometry"]
@@ -53,6 +55,8 @@ class FrameGeometry:
             x = int(min(max(cx - side / 2, 0), iw - side))
             y = int(min(max(cy - side / 2 + face.h * 0.1, 0), ih - side))
             crop = Box(x, y, side, side)
+        if crop.w < 1 or crop.h < 1:
+            raise BadRequestError("the face box leaves nothing of the photo to show")
         scale = resolution / max(crop.w, crop.h)
         width = max(2, round(crop.w * scale) // 2 * 2)
         height = max(2, round(crop.h * scale) // 2 * 2)

@@ -47,6 +47,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
@@ -63,6 +64,15 @@ from talkstream.engine.states import Input
 __all__ = ["AiortcServerTransport", "ice_state_input", "offered_host_addresses", "paced_reports"]
 
 _log = logging.getLogger(__name__)
+_BAD_ANSWER = (
+    ValueError,
+    AssertionError,
+    KeyError,
+    IndexError,
+    TypeError,
+    OperationError,
+    InvalidAccessError,
+)
 
 VIDEO_CLOCK = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
@@ -298,7 +308,16 @@ class AiortcServerPeer:
         try:
             with paced_reports(self._report_pace):  # the senders start in a task made here
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except (ValueError, AssertionError, KeyError, IndexError, TypeError) as exc:
+        except (
+            ValueError,
+            AssertionError,
+            KeyError,
+            IndexError,
+            TypeError,
+            OperationError,
+            InvalidAccessError,
+        ) as exc:
+            # aiortc's OperationError/InvalidAccessError here mean the answer does not fit the offer
             raise BadRequestError(f"invalid answer: {exc}") from exc
         except Exception as exc:
             raise TransportError(f"could not apply the answer: {exc}") from exc
