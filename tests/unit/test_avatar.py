@@ -300,4 +300,3 @@ def test_espeak_reports_phonemes_on_the_audio_timeline() -> None:
     vowels = [round(t * 25) + 1 for t, p in synthesis.phonemes if viseme_openness(p) >= 0.75]
     assert min(track[f] for f in vowels if f < len(track)) >= 0.0
     assert max(track[f] for f in vowels if f < len(track)) > max(track[f] for f in m_frames) + 0.2
-
