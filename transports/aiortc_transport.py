@@ -67,6 +67,7 @@ _log = logging.getLogger(__name__)
 _BAD_ANSWER = (
     ValueError,
     AssertionError,
+    AttributeError,
     KeyError,
     IndexError,
     TypeError,
