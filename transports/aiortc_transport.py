@@ -35,6 +35,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc.rtcrtpsender
+import aiortc.sdp
 import av
 import numpy as np
 import numpy.typing as npt
@@ -74,6 +75,28 @@ _BAD_ANSWER = (
     OperationError,
     InvalidAccessError,
 )
+
+
+def _check_answer(sdp: str) -> None:
+    """Refuse, with a reason, an answer aiortc would trip over rather than reject.
+
+    aiortc parses first and checks afterwards: a media section without ``a=setup`` has no DTLS parameters
+    at all and its own check fails with an AttributeError on ``None``; one without ``a=fingerprint`` is
+    accepted and the DTLS handshake then fails later, out of the request's sight.
+    """
+    try:
+        parsed = aiortc.sdp.SessionDescription.parse(sdp)
+    except _BAD_ANSWER as exc:
+        raise BadRequestError(f"invalid answer: the SDP does not parse ({exc})") from exc
+    if not parsed.media:
+        raise BadRequestError("invalid answer: it has no media sections")
+    for index, media in enumerate(parsed.media):
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise BadRequestError(
+                f"invalid answer: media section {index} ({media.kind}) lacks its DTLS parameters: "
+                "it needs an a=fingerprint and an a=setup of active or passive"
+            )
+
 
 VIDEO_CLOCK = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
@@ -306,18 +329,11 @@ class AiortcServerPeer:
         if self._answered:
             raise BadRequestError("the answer was already applied")
         sdp = self._without_mdns(sdp)
+        _check_answer(sdp)
         try:
             with paced_reports(self._report_pace):  # the senders start in a task made here
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except (
-            ValueError,
-            AssertionError,
-            KeyError,
-            IndexError,
-            TypeError,
-            OperationError,
-            InvalidAccessError,
-        ) as exc:
+        except _BAD_ANSWER as exc:
             # aiortc's OperationError/InvalidAccessError here mean the answer does not fit the offer
             raise BadRequestError(f"invalid answer: {exc}") from exc
         except Exception as exc:

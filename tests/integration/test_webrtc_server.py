@@ -374,3 +374,45 @@ async def test_an_idle_stream_reports_every_few_seconds_and_a_talking_one_often(
         assert reports, "no report while talking"
     finally:
         await peer.close()
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        (
+            lambda sdp: "\r\n".join(x for x in sdp.split("\r\n") if not x.startswith("a=fingerprint:")),
+            "fingerprint",
+        ),
+        (lambda sdp: "\r\n".join(x for x in sdp.split("\r\n") if not x.startswith("a=setup:")), "a=setup"),
+        (lambda sdp: sdp.replace("a=setup:active", "a=setup:nonsense"), "invalid answer"),
+        (lambda sdp: sdp.split("m=", 1)[0], "no media"),
+    ],
+    ids=["no-fingerprint", "no-setup", "unknown-setup", "no-media"],
+)
+async def test_a_broken_answer_is_a_400_with_its_reason_and_the_real_one_still_connects(
+    api: Api, broken: Callable[[str], str], reason: str
+) -> None:
+    peer = Peer()
+    try:
+        status, created, _ = await api.call("POST", "/talks/streams", {"source_url": "bundled:astronaut"})
+        assert status == 201, created
+        stream_id, session_id = created["id"], created["session_id"]
+        answer = await peer.answer(created["offer"]["sdp"])
+        bad = broken(answer)
+        assert bad != answer
+        status, body, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}/sdp",
+            {"answer": {"type": "answer", "sdp": bad}, "session_id": session_id},
+        )
+        assert status == 400 and body["kind"] == "BadRequestError", body
+        assert reason in body["description"], body
+        status, body, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}/sdp",
+            {"answer": {"type": "answer", "sdp": answer}, "session_id": session_id},
+        )
+        assert (status, body) == (200, {"status": "success"})
+        await asyncio.wait_for(peer.connected.wait(), 20)
+    finally:
+        await peer.close()
