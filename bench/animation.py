@@ -12,13 +12,8 @@ Budget (issue 3): at most 5 ms per 512x512 animated frame, so ten talks fit on t
 
 from __future__ import annotations
 
-import argparse
 import fractions
-import json
-import platform
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import av
@@ -26,6 +21,7 @@ import cv2
 import numpy as np
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from served import bench_main, machine  # bench/served.py, beside this file
 
 from talkstream.avatar.animator import Animator
 from talkstream.avatar.portrait import bundled_portrait_bytes, load_portrait
@@ -97,7 +93,7 @@ def run(frames: int) -> dict[str, Any]:
     budget = next(r for r in rows if r["size"] == 512)["animate_ms"]
     return {
         "benchmark": "animation",
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "machine": machine(),
         "frames": frames,
         "rows": rows,
         "targets": {"animate_512_ms_max": 5.0, "met": budget <= 5.0},
@@ -118,12 +114,10 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=250)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "animation.json")
-    arguments = parser.parse_args()
-    outcome = run(arguments.frames)
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+    bench_main(
+        "animation",
+        __doc__,
+        lambda p: p.add_argument("--frames", type=int, default=250),
+        lambda a: run(a.frames),
+        report,
+    )

@@ -18,17 +18,14 @@ Target (issue 6): p50 <= 400 ms to first frame either way.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import shutil
 import statistics
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from chromium import CHROMIUM, FLAGS, hide_addresses_like_a_browser  # bench/chromium.py
-from served import machine, served  # bench/served.py, beside this file
+from served import bench_main, machine, served  # bench/served.py, beside this file
 
 TARGET_MS = 400.0
 
@@ -144,14 +141,6 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=20)
-    parser.add_argument(
-        "--json", type=Path, default=Path(__file__).parent / "results" / "browser_connect.json"
+    bench_main(
+        "browser_connect", __doc__, lambda p: p.add_argument("--streams", type=int, default=20), main, report
     )
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import psutil
 from lipsync import script  # bench/lipsync.py: the same voiced bursts and silences
-from served import machine, media_server, served  # bench/served.py, beside this file
+from served import bench_main, machine, media_server, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import ClientStream, StreamClient
@@ -271,15 +271,12 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--counts", type=lambda s: [int(n) for n in s.split(",")], default=[4, 8, 10, 12, 14, 16]
     )
     parser.add_argument("--window", type=float, default=10.0)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "concurrency.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+
+
+if __name__ == "__main__":
+    bench_main("concurrency", __doc__, _options, main, report)

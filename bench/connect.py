@@ -21,11 +21,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from served import machine, served  # bench/served.py, beside this file
+from served import bench_main, machine, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -188,12 +187,4 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=50)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "connect.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+    bench_main("connect", __doc__, lambda p: p.add_argument("--streams", type=int, default=50), main, report)

@@ -20,16 +20,15 @@ Targets (issue 2): engine >= 80 % of the bare rate; < 8 KB per session.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
-import json
 import platform
 import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from typing import Any
+
+from served import bench_main  # bench/served.py, beside this file
 
 from talkstream.engine import Input, SessionEngine, StreamSession
 from talkstream.engine.machine import build_machine
@@ -199,15 +198,11 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "engine.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+
+
+if __name__ == "__main__":
+    bench_main("engine", __doc__, _options, main, report)

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
-from served import machine, served  # bench/served.py, beside this file
+from served import bench_main, machine, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import ClientStream, StreamClient
@@ -99,14 +97,10 @@ def report(result: dict[str, Any]) -> str:
     )
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--window", type=float, default=20.0)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "idle.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+
+
+if __name__ == "__main__":
+    bench_main("idle", __doc__, _options, main, report)

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
-from served import encode_wav, machine, media_server, served  # bench/served.py, beside this file
+from served import bench_main, encode_wav, machine, media_server, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -152,20 +150,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=300.0)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "lipsync.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
+def report(outcome: dict[str, Any]) -> str:
     o = outcome["offset_ms"]
     verdict = "met" if outcome["targets"]["met"] else "MISSED"
     matched = f"{outcome['matched']}/{outcome['bursts']}"
-    print(f"lip sync over a {outcome['seconds']:g} s talk: {matched} bursts matched")
-    print(
-        f"  |offset| p50 {o['p50']} ms, p95 {o['p95']} ms (target <= 40), mean signed {o['mean_signed']} ms"
+    return "\n".join(
+        [
+            f"lip sync over a {outcome['seconds']:g} s talk: {matched} bursts matched",
+            f"  |offset| p50 {o['p50']} ms, p95 {o['p95']} ms (target <= 40), "
+            f"mean signed {o['mean_signed']} ms",
+            f"  drift last fifth vs first fifth: {outcome['drift_ms']} ms: {verdict}",
+        ]
     )
-    print(f"  drift last fifth vs first fifth: {outcome['drift_ms']} ms: {verdict}")
-    print(f"  (written to {arguments.json})")
+
+
+if __name__ == "__main__":
+    bench_main(
+        "lipsync", __doc__, lambda p: p.add_argument("--seconds", type=float, default=300.0), main, report
+    )

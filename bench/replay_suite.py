@@ -10,14 +10,12 @@ so timers and waits cost no wall time) and on real aiortc peers over 127.0.0.1 (
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from served import machine  # bench/served.py, beside this file
+from served import bench_main, machine  # bench/served.py, beside this file
 
 from talkstream.adapters.replay import Outcome, run_scenario
 
@@ -60,12 +58,6 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "replay_suite.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+    bench_main(
+        "replay_suite", __doc__, lambda p: p.add_argument("--repeats", type=int, default=3), main, report
+    )

@@ -7,16 +7,20 @@ process never shares an event loop (or a core's time slice) with it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import inspect
 import io
+import json
 import os
 import platform
 import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import av
@@ -24,7 +28,9 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-__all__ = ["Served", "encode_wav", "machine", "media_server", "served"]
+__all__ = ["Served", "bench_main", "encode_wav", "machine", "media_server", "served"]
+
+RESULTS = Path(__file__).parent / "results"
 
 
 class Served(NamedTuple):
@@ -108,3 +114,32 @@ def encode_wav(pcm: npt.NDArray[np.int16], rate: int) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
+
+
+Outcome = dict[str, Any]
+
+
+def bench_main(
+    name: str,
+    doc: str | None,
+    options: Callable[[argparse.ArgumentParser], object],
+    run: Callable[[argparse.Namespace], Outcome | Awaitable[Outcome]],
+    report: Callable[[Outcome], str],
+) -> None:
+    """A benchmark's command line: its options and `--json`, then run, write results/<name>.json, report."""
+    parser = argparse.ArgumentParser(description=(doc or name).splitlines()[0])
+    options(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json")
+    arguments = parser.parse_args()
+    outcome = run(arguments)
+    if inspect.isawaitable(outcome):
+        outcome = asyncio.run(_awaited(outcome))
+    assert isinstance(outcome, dict)
+    arguments.json.parent.mkdir(parents=True, exist_ok=True)
+    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
+    print(report(outcome))
+    print(f"  (written to {arguments.json})")
+
+
+async def _awaited(outcome: Awaitable[Outcome]) -> Outcome:
+    return await outcome

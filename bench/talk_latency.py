@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from served import encode_wav, machine, media_server, served  # bench/served.py, beside this file
+from served import bench_main, encode_wav, machine, media_server, served  # bench/served.py, beside this file
 
 from talkstream.adapters.http_client import AiohttpAdapter
 from talkstream.engine.client import StreamClient
@@ -126,12 +124,6 @@ def report(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--talks", type=int, default=30)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "talk_latency.json")
-    arguments = parser.parse_args()
-    outcome = asyncio.run(main(arguments))
-    arguments.json.parent.mkdir(parents=True, exist_ok=True)
-    arguments.json.write_text(json.dumps(outcome, indent=2) + "\n")
-    print(report(outcome))
-    print(f"  (written to {arguments.json})")
+    bench_main(
+        "talk_latency", __doc__, lambda p: p.add_argument("--talks", type=int, default=30), main, report
+    )
