@@ -103,10 +103,13 @@ async def test_same_sequences_on_every_transport(world: World) -> None:
     assert await stream.close() is CloseReason.DELETED
     client_inputs = [e.input for e in stream.session.history]
     candidates = len(stream.peer.candidates())
-    assert client_inputs == [
+    # The candidates trickle while the connectivity checks run: over real WebRTC ICE may connect before
+    # the last of them (or the end marker) is posted. Where the first one goes is the client's choice.
+    assert client_inputs.index(Input.CANDIDATE_SENT) == client_inputs.index(Input.ANSWER_SENT) + 1
+    assert client_inputs.count(Input.CANDIDATE_SENT) == candidates + 1
+    assert [i for i in client_inputs if i is not Input.CANDIDATE_SENT] == [
         Input.OFFER_RECEIVED,
         Input.ANSWER_SENT,
-        *[Input.CANDIDATE_SENT] * (candidates + 1),
         Input.ICE_CONNECTED,
         *[Input.TALK_REQUESTED, Input.TALK_STARTED, Input.LAST_TALK_FINISHED] * 2,
         Input.DELETE_REQUESTED,
@@ -148,3 +151,4 @@ async def test_ice_failure_closes_both_sides(settings: ServerSettings) -> None:
             await clock.run(stream.connected())
         assert stream.session.close_reason is CloseReason.ICE_FAILED
         assert len(app[SERVICE]) == 0
+
