@@ -5,7 +5,7 @@ real time, for unit tests of the engine and for fast scenario replay. The fake k
 the server's offer and the client's answer are SDP text (carrying the peers' ids), ICE "connects" a
 configurable delay after the answer is applied and both sides report it, data-channel messages and media
 frames arrive after the same delay. Knobs inject the faults a real network has: ICE that fails, messages
-that are lost, a peer that vanishes.
+that are lost, a peer that vanishes (noticed after the same silence as the aiortc transport's watchdog).
 
 Like aiortc's handlers, the fake's deliveries only call the callbacks they were given; they run as timers
 on the `Clock`, so a `VirtualClock` makes every run deterministic.
@@ -48,6 +48,9 @@ class NetworkKnobs:
     delay: float = 0.01
     ice_fails: bool = False
     lose_messages: frozenset[int] = frozenset()
+    # How long a connected side takes to notice that its peer vanished without a word: the aiortc server
+    # transport's silence watchdog (its `silence_timeout`, 15 s by default) does the same over real wires.
+    silence_timeout: float = 15.0
 
 
 class MemorySink:
@@ -84,12 +87,24 @@ class MemoryNetwork:
     def later(self, action: Callable[[], None]) -> None:
         self.clock.call_later(self.knobs.delay, action)
 
-    def vanish(self, peer: _MemoryPeer) -> None:
-        """The peer disappears without a word: the other side reports the transport closed."""
+    def vanish(self, peer: _MemoryPeer, *, goodbye: bool = False) -> None:
+        """The peer disappears.
+
+        With `goodbye` (a peer closing: DTLS close_notify, SCTP abort) the other side hears it after the
+        network's delay. Without (a killed process, a pulled cable) nothing more arrives from it: a connected
+        other side reports the transport closed once it has heard nothing for `knobs.silence_timeout`, and
+        one still connecting never connects (its own connect timeout ends it).
+        """
         other = peer.partner
         peer._dead = True
-        if other is not None and not other._dead:
-            self.later(lambda: other._report_once(Input.TRANSPORT_CLOSED, "peer vanished"))
+        if other is None or other._dead:
+            return
+        if goodbye:
+            self.later(lambda: other._report_once(Input.TRANSPORT_CLOSED, "peer closed"))
+        elif other.connected.is_set():
+            silence = self.knobs.silence_timeout
+            detail = f"peer silent for {silence:g} s"
+            self.clock.call_later(silence, lambda: other._report_once(Input.TRANSPORT_CLOSED, detail))
 
     @property
     def live_peers(self) -> int:
@@ -117,7 +132,7 @@ class _MemoryPeer:
 
     async def close(self) -> None:
         if not self._dead:
-            self.network.vanish(self)  # the other side sees the transport close, as over a real wire
+            self.network.vanish(self, goodbye=True)  # the other side hears the close, as over a real wire
 
 
 class MemoryServerPeer(_MemoryPeer):
@@ -154,6 +169,8 @@ class MemoryServerPeer(_MemoryPeer):
         outcome = Input.ICE_FAILED if knobs.ice_fails else Input.ICE_CONNECTED
 
         def settle() -> None:
+            if self._dead or client._dead:
+                return  # a side gone before the checks completed: ICE never connects
             detail = "failed" if knobs.ice_fails else "completed"
             self._report_once(outcome, detail)
             client._report_once(outcome, detail)

@@ -24,9 +24,9 @@ from talkstream.engine.client import StreamClient
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.events import SessionEvent
 from talkstream.engine.retry import RetryPolicy
-from talkstream.engine.states import CloseReason, Input
+from talkstream.engine.states import CloseReason, Input, State
 from talkstream.transports.aiortc_client import AiortcClientTransport
-from talkstream.transports.memory import MemoryNetwork, MemorySink, NetworkKnobs
+from talkstream.transports.memory import MemoryClientPeer, MemoryNetwork, MemorySink, NetworkKnobs
 from talkstream.transports.sink import MediaSink
 
 from .conftest import KEY
@@ -152,3 +152,28 @@ async def test_ice_failure_closes_both_sides(settings: ServerSettings) -> None:
         assert stream.session.close_reason is CloseReason.ICE_FAILED
         assert len(app[SERVICE]) == 0
 
+
+async def test_a_client_vanishing_mid_talk_is_reaped_when_it_falls_silent(settings: ServerSettings) -> None:
+    # Over aiortc, test_soak.py kills real client processes; here the same on the virtual clock, exactly.
+    clock = VirtualClock()
+    network = MemoryNetwork(clock, NetworkKnobs(silence_timeout=15))
+    app = build_app(settings, clock=clock, transport=network.server_transport())
+    async with StreamClient(InProcessAdapter(app, KEY), network.client_transport(), clock=clock) as client:
+        stream = await client.create("bundled:astronaut", output_resolution=160)
+        await clock.run(stream.connected())
+        await stream.talk(text="A sentence its listener will not hear the end of.")
+        await clock.advance(0.5)
+        service = app[SERVICE]
+        (served,) = service.streams()
+        assert served.session.state is State.TALKING
+        assert isinstance(stream.peer, MemoryClientPeer)
+        network.vanish(stream.peer)  # no DELETE, no goodbye
+        vanished = clock.now()
+        await clock.advance(14.9)
+        before = served.session.close_reason
+        assert len(service) == 1
+        await clock.advance(0.1)
+        await clock.run(served.wait_closed())
+        assert (before, served.session.close_reason) == (None, CloseReason.TRANSPORT_CLOSED)
+        assert served.session.history[-1].at == pytest.approx(vanished + 15)
+        assert len(service) == 0 and len(service.engine) == 0 and network.live_peers == 0

@@ -91,10 +91,29 @@ async def test_media_reaches_the_sink_and_nothing_after_close() -> None:
     assert (sink.frames, sink.samples) == (1, 960)
     await client.close()
     await clock.advance(1)
-    assert server_side.reports[-1] == (Input.TRANSPORT_CLOSED, "peer vanished")
+    assert server_side.reports[-1] == (Input.TRANSPORT_CLOSED, "peer closed")
     assert client_side.reports == [(Input.ICE_CONNECTED, "completed")]
     server.send_message("late")
     await server.send_video(np.zeros((6, 4), np.uint8), 1.0)
     await clock.advance(1)
     assert client_side.messages == [] and sink.frames == 1
     assert network.live_peers == 1
+
+
+async def test_a_connected_peer_that_vanishes_is_noticed_after_the_silence_timeout() -> None:
+    clock, network, server, client, server_side, client_side, _ = await pair(NetworkKnobs(silence_timeout=8))
+    await clock.advance(1)
+    network.vanish(client)  # killed: no goodbye
+    await clock.advance(7.99)
+    assert server_side.reports == [(Input.ICE_CONNECTED, "completed")]
+    await clock.advance(0.01)
+    assert server_side.reports[-1] == (Input.TRANSPORT_CLOSED, "peer silent for 8 s")
+    assert server.send_message("stream/done") == 1 and client_side.messages == []  # nobody hears it
+
+
+async def test_a_peer_that_vanishes_before_ice_completes_never_connects() -> None:
+    clock, network, server, client, server_side, client_side, _ = await pair(NetworkKnobs(delay=0.5))
+    network.vanish(client)
+    await clock.advance(60)
+    assert server_side.reports == [] and client_side.reports == []
+    assert not await server.ready(1.0)
