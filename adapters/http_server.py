@@ -6,7 +6,8 @@ parses bodies into `engine.messages`, calls `engine.server.StreamService`, and w
 error bodies; every decision about streams is the service's.
 
 * Auth: ``Authorization: Basic <key>`` with the key as is (``user:password``, as D-ID's demo sends it) or
-  base64-encoded (standard Basic), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
+  base64-encoded (standard Basic; a key with no colon may come as the user with an empty password, as
+  ``curl -u KEY:`` sends it), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
   the key that made it; the owner recorded is a digest of the key, which is never logged. Keys may be
   limited to some permissions (`KeyRing`); using another is 403 ``PermissionError``. Each key's request
   rate and the server's are limited (`RequestLimits`): over either, 429 with ``Retry-After``.
@@ -99,16 +100,16 @@ class KeyRing:
 
     def caller(self, authorization: str | None) -> tuple[str, frozenset[str]]:
         """(owner id, permissions) for an Authorization header, or raise 401."""
-        presented = _presented_key(authorization)
-        if presented is not None:
+        match: tuple[bytes, frozenset[str]] | None = None
+        for presented in _presented_keys(authorization):
             candidate = presented.encode()
-            found: frozenset[str] | None = None
             for key, granted in self._keys:  # no early exit: the time does not tell which key matched
                 if hmac.compare_digest(candidate, key):
-                    found = granted
-            if found is not None:
-                return "key_" + hashlib.sha256(candidate).hexdigest()[:16], found
-        raise AuthorizationError()
+                    match = (key, granted)
+        if match is None:
+            raise AuthorizationError()
+        key, granted = match
+        return "key_" + hashlib.sha256(key).hexdigest()[:16], granted
 
 
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
@@ -170,22 +171,27 @@ def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
     return owner, granted
 
 
-def _presented_key(header: str | None) -> str | None:
+def _presented_keys(header: str | None) -> tuple[str, ...]:
+    """The keys an Authorization header may carry: none, one, or for ``key:`` in standard Basic both
+    ``key:`` and ``key`` (``curl -u KEY:`` sends a colon-less key with an empty password)."""
     if not header:
-        return None
+        return ()
     scheme, _, value = header.strip().partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:
-        return value
+        return (value,)
     if scheme.lower() != "basic" or not value:
-        return None
+        return ()
     if ":" in value:
-        return value  # D-ID's demo sends `Basic user:password` as is
+        return (value,)  # D-ID's demo sends `Basic user:password` as is
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        return value  # a key without a colon, sent as is
-    return decoded if ":" in decoded else value
+        return (value,)  # a key without a colon, sent as is
+    if ":" not in decoded:
+        return (value,)
+    user, _, password = decoded.partition(":")
+    return (decoded, user) if user and not password else (decoded,)
 
 
 def _error_response(error: TalkstreamError) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -45,6 +46,17 @@ def test_keyring_refuses_empty_and_never_matches_a_prefix() -> None:
     for header in ("Basic user:secre", "Basic user:secret2", "Token user:secret", "", None, "Basic"):
         with pytest.raises(Exception, match="unauthenticated"):
             ring.owner(header)
+
+
+def test_keyring_takes_a_colonless_key_as_basic_user_with_an_empty_password() -> None:
+    ring = KeyRing(["plainkey", "user:secret"])
+    as_curl_sends_it = "Basic " + base64.b64encode(b"plainkey:").decode()
+    assert ring.owner(as_curl_sends_it) == ring.owner("Basic plainkey") == ring.owner("Bearer plainkey")
+    assert ring.owner("Basic user:secret") != ring.owner("Basic plainkey")
+    # only an empty password makes the user alone a candidate: a key's prefix never matches
+    for credentials in (b"plainkey:x", b"user:", b":plainkey", b"plainke:"):
+        with pytest.raises(Exception, match="unauthenticated"):
+            ring.owner("Basic " + base64.b64encode(credentials).decode())
 
 
 async def test_strict_voices_refuse_provider_voices() -> None:
