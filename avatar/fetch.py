@@ -3,7 +3,8 @@
 Why it exists: `source_url` and `audio_url` make the server connect wherever a caller says. This fetcher
 allows only http and https on allowed ports; checks every address a host resolves to, in a resolver on the
 aiohttp connector, so the address connected to is the address checked (no DNS rebinding); checks bare-IP
-hosts by hand (aiohttp skips resolvers for them); follows at most 3 redirects by hand, checking each hop;
+hosts by hand (aiohttp skips resolvers for them), legacy IPv4 spellings such as ``2130706433`` or
+``0177.0.0.1`` included; follows at most 3 redirects by hand, checking each hop;
 caps the bytes while streaming the body, and bounds connect, read and total time.
 
 Only global unicast addresses pass, after unwrapping the IPv4 inside IPv4-mapped, 6to4, Teredo and NAT64
@@ -116,6 +117,35 @@ class _CheckingResolver(AbstractResolver):
         await self._inner.close()
 
 
+_LEGACY_IPV4_CHARS = frozenset("0123456789abcdefx.")
+
+# aiohttp's exception names, as a caller reading the 400 would put them
+_CLIENT_ERRORS = {
+    "ClientConnectorDNSError": "its host name does not resolve",
+    "ClientConnectorError": "could not connect to its host",
+    "ClientConnectorCertificateError": "its TLS certificate is not valid",
+    "ClientSSLError": "TLS failed",
+    "ServerDisconnectedError": "the server closed the connection",
+    "InvalidUrlClientError": "the url is not valid",
+}
+
+
+def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The address a host such as ``2130706433``, ``0177.0.0.1``, ``0x7f.1`` or ``127.1`` means to
+    inet_aton (and to browsers and curl), or None for a name. `ipaddress` knows only the dotted quad."""
+    lowered = host.lower().rstrip(".")
+    if (
+        not lowered
+        or not set(lowered) <= _LEGACY_IPV4_CHARS
+        or (not lowered[-1].isdigit() and "x" not in lowered)
+    ):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(lowered))
+    except OSError:
+        return None
+
+
 class Fetcher:
     """GET a URL's body under a `FetchPolicy` and a byte cap. One session per fetcher; `aclose` it."""
 
@@ -158,7 +188,14 @@ class Fetcher:
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return  # a name: the resolver checks every address it resolves to
+            legacy = _legacy_ipv4(host)
+            if legacy is None:
+                return  # a name: the resolver checks every address it resolves to
+            if not address_allowed(legacy, self.policy.allow_networks):
+                raise BadRequestError("url points at an address that is not allowed") from None
+            raise BadRequestError(
+                f"url host {host!r} is an IPv4 address in a legacy form: write it as {legacy}"
+            ) from None
         if not address_allowed(address, self.policy.allow_networks):
             raise BadRequestError("url points at an address that is not allowed")
 
@@ -193,7 +230,8 @@ class Fetcher:
                 cause: Any = exc.__cause__ or exc.__context__
                 if isinstance(cause, BadRequestError):
                     raise cause from None
-                raise BadRequestError(f"could not fetch the url: {type(exc).__name__}") from exc
+                reason = _CLIENT_ERRORS.get(type(exc).__name__, type(exc).__name__)
+                raise BadRequestError(f"could not fetch the url: {reason}") from exc
         raise BadRequestError(f"more than {self.policy.max_redirects} redirects")
 
     async def aclose(self) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from talkstream.avatar.animator import Animator
-from talkstream.avatar.fetch import Fetcher, FetchPolicy, address_allowed
+from talkstream.avatar.fetch import Fetcher, FetchPolicy, _legacy_ipv4, address_allowed
 from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, load_portrait
 from talkstream.avatar.speech import (
     RATE,
@@ -229,11 +229,44 @@ def test_allow_list_admits_loopback_for_local_use() -> None:
         "http://169.254.169.254/latest/meta-data",
         "https://",
         "http://[::ffff:10.0.0.1]/",
+        "http://2130706433/a.png",
+        "http://0177.0.0.1/a.png",
+        "http://0x7f.0.0.1/a.png",
+        "http://127.1/a.png",
+        "http://0/a.png",
+        "http://0x7f000001./a.png",
     ],
 )
 def test_url_forms_refused_before_any_connection(url: str) -> None:
     with pytest.raises(BadRequestError):
         Fetcher().check_url(url)
+
+
+@pytest.mark.parametrize(
+    ("host", "meaning"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("10.1", "10.0.0.1"),
+        ("134744072", "8.8.8.8"),
+        ("example.com", None),
+        ("cafe.be", None),
+        ("1e100.net", None),
+        ("deadbeef", None),
+        ("127.0.0.1.nip.io", None),
+    ],
+)
+def test_legacy_ipv4_forms_are_read_as_browsers_read_them(host: str, meaning: str | None) -> None:
+    decoded = _legacy_ipv4(host)
+    assert (str(decoded) if decoded else None) == meaning
+
+
+def test_a_public_address_in_a_legacy_form_is_refused_with_its_dotted_form() -> None:
+    with pytest.raises(BadRequestError, match=r"write it as 8\.8\.8\.8"):
+        Fetcher().check_url("http://134744072/a.png")
+    with pytest.raises(BadRequestError, match="not allowed"):
+        Fetcher().check_url("http://2130706433/a.png")
 
 
 def test_head_motion_moves_only_the_head_region(portrait) -> None:  # type: ignore[no-untyped-def]
