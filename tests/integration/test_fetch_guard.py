@@ -7,6 +7,7 @@ not, which must see zero hits.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -142,3 +143,13 @@ async def test_a_policy_that_fetches_nothing_refuses_before_any_lookup(canary: t
     assert fetcher._session is None, "a session (and its resolver) was made"
     await fetcher.aclose()
     assert bird.hits == 0
+
+
+async def test_a_refused_connection_is_a_400_in_words() -> None:
+    with socket.socket() as unused:  # a loopback port nothing listens on once this closes
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    fetcher = Fetcher(ONLY_127_0_0_1)
+    with pytest.raises(BadRequestError, match="could not fetch the url: could not connect to its host"):
+        await fetcher.get(f"http://127.0.0.1:{port}/a.png", max_bytes=1000)
+    await fetcher.aclose()
