@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.resources
 import struct
-from functools import cache
+import threading
 from typing import Any, Literal
 
 import attrs
@@ -127,11 +127,23 @@ def _webp_size(data: bytes) -> tuple[int, int]:
     raise UnsupportedMediaTypeError("WebP without a known header")
 
 
-@cache
+_cascades = threading.local()
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
-    if classifier.empty():  # pragma: no cover - a broken OpenCV install
-        raise RuntimeError(f"OpenCV cascade {name} is missing (opencv-python-headless 4.x ships it)")
+    """This thread's own copy of an OpenCV cascade.
+
+    OpenCV's algorithm objects are not thread-safe (its maintainers: "create for each thread own detector"):
+    one CascadeClassifier shared by the executor's threads failed under concurrent creates with
+    ``vector::_M_range_check`` from ``detectMultiScale``. A copy per thread costs ~1 MB and one load each.
+    """
+    loaded: dict[str, cv2.CascadeClassifier] = _cascades.__dict__.setdefault("by_name", {})
+    classifier = loaded.get(name)
+    if classifier is None:
+        classifier = cv2.CascadeClassifier(cv2.data.haarcascades + name)  # type: ignore[attr-defined]
+        if classifier.empty():  # pragma: no cover - a broken OpenCV install
+            raise RuntimeError(f"OpenCV cascade {name} is missing (opencv-python-headless 4.x ships it)")
+        loaded[name] = classifier
     return classifier
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -52,6 +54,24 @@ def test_bundled_portrait_has_a_face_eyes_and_mouth_where_they_are(portrait) -> 
     # The mouth of the astronaut portrait: lips between y=138 and 152, centred near x=223.
     assert 136 <= mouth.y + mouth.h / 2 <= 152
     assert abs(mouth.x + mouth.w / 2 - 223) < 12
+
+
+def test_faces_are_found_on_many_threads_at_once(portrait) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent creates detect faces on the executor's threads at the same time. One OpenCV cascade shared
+    between threads is not safe (CI saw ``vector::_M_range_check`` from ``detectMultiScale``)."""
+    data = bundled_portrait_bytes()
+    start = threading.Barrier(6)
+
+    def detect(_: int) -> tuple[Box, tuple[Box, Box], Box]:
+        start.wait()  # all six threads inside OpenCV together
+        found = load_portrait(data)
+        return found.face, found.eyes, found.mouth
+
+    for _ in range(5):
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(detect, range(6)))
+            start.reset()
+        assert answers == [(portrait.face, portrait.eyes, portrait.mouth)] * 6
 
 
 def test_image_size_reads_headers_only() -> None:
