@@ -28,7 +28,7 @@ from talkstream.engine.errors import BadRequestError, TransportError
 from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
 from talkstream.engine.states import Input
 
-from .aiortc_transport import ice_state_input, offered_host_addresses
+from .aiortc_transport import ice_state_input, offered_host_addresses, release_late_sockets
 from .sink import MediaSink
 
 __all__ = ["AiortcClientPeer", "AiortcClientTransport"]
@@ -106,6 +106,11 @@ class AiortcClientPeer:
             raise BadRequestError(f"the server's offer could not be used: {exc}") from exc
         except Exception as exc:
             raise TransportError(f"could not answer the offer: {exc}") from exc
+        finally:
+            if self._closed:
+                await release_late_sockets(self._pc)
+        if self._closed:
+            raise TransportError("the peer was closed while its answer was made")
         self._answer_sdp = str(self._pc.localDescription.sdp)
         return self._answer_sdp
 

@@ -62,7 +62,13 @@ from talkstream.engine.ports import (
 )
 from talkstream.engine.states import Input
 
-__all__ = ["AiortcServerTransport", "ice_state_input", "offered_host_addresses", "paced_reports"]
+__all__ = [
+    "AiortcServerTransport",
+    "ice_state_input",
+    "offered_host_addresses",
+    "paced_reports",
+    "release_late_sockets",
+]
 
 _log = logging.getLogger(__name__)
 _BAD_ANSWER = (
@@ -136,6 +142,23 @@ def offered_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         _HOST_ADDRESSES.reset(token)
+
+
+async def release_late_sockets(pc: RTCPeerConnection) -> None:
+    """Close the ICE sockets a gathering opened after its peer connection was closed.
+
+    Gathering (inside ``setLocalDescription``) opens one UDP socket per address and component, awaiting
+    each. A ``close()`` that lands in between (a shutdown, or a client giving up, while an offer or answer
+    is being made) closes the sockets made so far; the rest stayed open until the garbage collector found
+    them: 3 per peer here, each a ResourceWarning. aioice's ``Connection.close`` may run again: it closes
+    whatever sockets the connection holds now. Call it once the gathering has returned.
+    """
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    connections = {id(c): c for c in (t.transport.iceGatherer._connection for t in transports)}
+    for connection in connections.values():
+        await connection.close()
 
 
 def ice_state_input(state: str, *, connected_reported: bool, closing: bool) -> Input | None:
@@ -323,6 +346,11 @@ class AiortcServerPeer:
                 await pc.setLocalDescription(await pc.createOffer())
         except Exception as exc:
             raise TransportError(f"could not create the offer: {exc}") from exc
+        finally:
+            if self._closed:
+                await release_late_sockets(pc)
+        if self._closed:
+            raise TransportError("the peer was closed while its offer was made")
         return str(pc.localDescription.sdp)
 
     async def apply_answer(self, sdp: str) -> None:
