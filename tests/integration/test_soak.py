@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import numpy as np
@@ -113,6 +114,20 @@ class Footprint:
             await asyncio.sleep(0.2)
 
 
+EXECUTOR_THREADS = 4
+
+
+async def start_every_executor_thread() -> None:
+    """Give the loop a default executor with all its threads running, so that the thread count is flat.
+
+    asyncio's default executor starts a thread only when a job finds none idle, up to min(32, cores + 4):
+    a burst in a late round would start one more than the warm-up did, and look like a leak."""
+    executor = ThreadPoolExecutor(max_workers=EXECUTOR_THREADS, thread_name_prefix="soak")
+    asyncio.get_running_loop().set_default_executor(executor)
+    together = threading.Barrier(EXECUTOR_THREADS)
+    await asyncio.gather(*(asyncio.to_thread(together.wait, 30) for _ in range(EXECUTOR_THREADS)))
+
+
 @pytest_asyncio.fixture
 async def soak_server(
     media_server: Callable[[str, bytes, str], Awaitable[str]], request: pytest.FixtureRequest
@@ -125,6 +140,7 @@ async def soak_server(
         request_limits=UNLIMITED,
         **timers,
     )
+    await start_every_executor_thread()
     server = TestServer(build_app(settings), host="127.0.0.1", port=0)
     await server.start_server()
     audio_url = await media_server("speech.wav", short_speech(), "audio/wav")
@@ -159,8 +175,11 @@ async def test_300_cycles_ten_at_a_time_leave_nothing_behind(
             async with gate:
                 await cycle(client, audio_url)
 
-        async with client:
-            await asyncio.gather(*(gated() for _ in range(cycles)))
+        # A TaskGroup, not gather: if one cycle fails the others are cancelled before the client closes,
+        # rather than left running to leave peers for a later test's garbage collection to find.
+        async with client, asyncio.TaskGroup() as group:
+            for _ in range(cycles):
+                group.create_task(gated())
 
     # Warm-up: caches (the portrait, codecs), the executor's threads and the native libraries' and the
     # allocator's high-water marks exist before the baseline. Measured with tracemalloc beside RSS: Python
@@ -233,7 +252,8 @@ async def test_clients_killed_mid_talk_are_reaped_when_they_fall_silent(
         assert baseline is not None
         after = await footprint.settled(baseline, within=25)
         reaped_in = time.monotonic() - killed
-        assert after == baseline, (baseline, after)
+        assert all(after[k] <= baseline[k] for k in baseline), (baseline, after)
+        assert after["server streams"] == after["server peers"] == 0, after
         # The server's silence watchdog (8 s here, 15 s by default; the idle timer is D-ID's 5 minutes)
         # closes them, well before aiortc's consent checks would give up on the vanished peer (about 30 s).
         print(f"\nsoak: {AT_ONCE} killed clients reaped in {reaped_in:.1f} s")  # pytest -s shows it
@@ -266,7 +286,8 @@ async def test_streams_never_answered_are_reaped_and_leave_nothing(
                 continue
             assert baseline is not None
             after = await footprint.settled(baseline, within=20)
-            assert after == baseline, (baseline, after)
+            assert all(after[k] <= baseline[k] for k in baseline), (baseline, after)
+            assert after["server streams"] == after["server peers"] == 0, after
             for _, body, _ in created:  # gone for their owner too
                 status, _, _ = await api.call(
                     "POST", f"/talks/streams/{body['id']}/ice", {"session_id": body["session_id"]}
