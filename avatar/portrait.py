@@ -226,4 +226,5 @@ def load_portrait(
     if image.shape[0] < 64 or image.shape[1] < 64:
         raise BadRequestError("source image is smaller than 64x64 pixels")
     found_face, eyes, mouth = find_features(image, face)
+    image.setflags(write=False)  # one cached portrait serves many streams' animators, on several threads
     return Portrait(image=image, face=found_face, eyes=eyes, mouth=mouth)

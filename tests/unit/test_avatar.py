@@ -54,6 +54,8 @@ def test_bundled_portrait_has_a_face_eyes_and_mouth_where_they_are(portrait) -> 
     # The mouth of the astronaut portrait: lips between y=138 and 152, centred near x=223.
     assert 136 <= mouth.y + mouth.h / 2 <= 152
     assert abs(mouth.x + mouth.w / 2 - 223) < 12
+    # One cached portrait serves every stream's animator: nothing may paint on it.
+    assert not portrait.image.flags.writeable
 
 
 def test_faces_are_found_on_many_threads_at_once(portrait) -> None:  # type: ignore[no-untyped-def]
