@@ -31,6 +31,14 @@ def nothing(*_: object) -> None:
     return None
 
 
+def assert_nothing_left_for_the_collector() -> None:
+    """No socket (or other resource) is only closed when garbage collection finds it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
 @pytest.mark.parametrize("steps", STEPS)
 async def test_a_server_peer_closed_while_making_its_offer_keeps_no_socket(steps: int) -> None:
     process = psutil.Process()
@@ -49,10 +57,7 @@ async def test_a_server_peer_closed_while_making_its_offer_keeps_no_socket(steps
         assert "closed" in str(exc) or "InvalidState" in repr(exc.__cause__), exc
     assert process.num_fds() == before
     assert transport.live_peers == 0
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert_nothing_left_for_the_collector()
     await transport.aclose()
 
 
@@ -76,9 +81,6 @@ async def test_a_client_peer_closed_while_making_its_answer_keeps_no_socket(step
     except TransportError as exc:
         assert "closed" in str(exc) or "InvalidState" in repr(exc.__cause__), exc
     assert process.num_fds() == before
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        gc.collect()
-    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert_nothing_left_for_the_collector()
     await server.aclose()
     await client.aclose()
