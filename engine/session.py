@@ -428,6 +428,10 @@ class SessionEngine:
             if why is not None:
                 raise IllegalTransition(source, inp, why)
         if not await self._events[inp].trigger(session):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # transitions answers a cancellation inside a transition with False: it is still ours.
+                raise asyncio.CancelledError
             # The machine is built from the table, so this means a callback added to it vetoed.
             raise IllegalTransition(source, inp, "the state machine refused it")
         now = self.clock.now()

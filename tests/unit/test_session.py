@@ -193,6 +193,27 @@ async def test_a_waiter_cancelled_after_being_handed_the_turn_passes_it_on(engin
     assert [e.input for e in session.history] == [Input.OFFER_SENT, Input.ANSWER_RECEIVED]
 
 
+async def test_a_cancelled_apply_ends_cancelled_and_changes_nothing(engine: SessionEngine) -> None:
+    """transitions turns a cancellation inside a transition into False; the session must not turn that
+    into an IllegalTransition the cancelled task then carries (and a loop catching it carries on)."""
+    session = engine.open("k")
+    inside = asyncio.Event()
+
+    async def hold(_event: object) -> None:
+        inside.set()
+        await asyncio.Event().wait()  # until cancelled
+
+    hook(engine, hold)
+    task = asyncio.ensure_future(session.apply(Input.OFFER_SENT))
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert session.state is State.CREATED and list(session.history) == []
+    engine.machine.before_state_change = []
+    assert await session.apply(Input.OFFER_SENT) is State.NEGOTIATING  # the turn was passed on
+
+
 # -- timers ----------------------------------------------------------------------------------------------
 
 
