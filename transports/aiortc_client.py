@@ -28,6 +28,7 @@ from talkstream.engine.errors import BadRequestError, TransportError
 from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
 from talkstream.engine.states import Input
 
+from .aiortc_patches import install_aiortc_patches
 from .aiortc_transport import ice_state_input, offered_host_addresses, release_late_sockets
 from .sink import MediaSink
 
@@ -46,6 +47,7 @@ class AiortcClientPeer:
         sink: MediaSink | None,
         ice_servers: Sequence[IceServerConfig],
     ) -> None:
+        install_aiortc_patches()
         self._transport = transport
         self.stream_id = stream_id
         self._report = report

@@ -3,7 +3,8 @@
 Why it exists: the embedded server must speak to browsers and to D-ID's own clients over real WebRTC. This
 module wraps one `RTCPeerConnection` per stream: an offer with a send-only Opus audio track, a send-only
 video track (VP8, or H264 when asked) and a data channel; client-opened channels (D-ID's
-``JanusDataChannel``) are accepted and messages go out on every open channel.
+``JanusDataChannel``) are accepted, and each event goes out once, on one channel: the client's when it
+opened one, ours otherwise.
 
 Three facts of aiortc/aioice shape it (see ../shared/notes):
 
@@ -62,6 +63,8 @@ from talkstream.engine.ports import (
 )
 from talkstream.engine.states import Input
 
+from .aiortc_patches import install_aiortc_patches
+
 __all__ = [
     "AiortcServerTransport",
     "ice_state_input",
@@ -72,6 +75,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _BAD_ANSWER = (
+    StopIteration,  # an a=fmtp with no a=rtpmap: aiortc's codec lookup runs out
     ValueError,
     AssertionError,
     AttributeError,
@@ -271,6 +275,7 @@ class AiortcServerPeer:
         options: PeerOptions,
         report: ReportCallback,
     ) -> None:
+        install_aiortc_patches()
         self._transport = transport
         self.stream_id = stream_id
         self._options = options
@@ -278,7 +283,10 @@ class AiortcServerPeer:
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(transport.ice_servers)))
         self._video = _VideoOut()
         self._audio = _AudioOut()
-        self._channels: list[RTCDataChannel] = []
+        # Events go to one channel: the client's own when it opened one (D-ID's clients open
+        # JanusDataChannel before answering and listen there), else the one the offer created.
+        self._own_channel: RTCDataChannel | None = None
+        self._client_channels: list[RTCDataChannel] = []
         self._unsent: list[str] = []  # messages sent before any channel was open
         self._ready = asyncio.Event()  # DTLS up and a data channel open: media and messages flow
         self._pending: list[tuple[str, str | None, int | None]] = []
@@ -299,10 +307,10 @@ class AiortcServerPeer:
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         _log.debug("%s: client opened data channel %r", self.stream_id, channel.label)
+        self._client_channels.append(channel)
         self._add_channel(channel)
 
     def _add_channel(self, channel: RTCDataChannel) -> None:
-        self._channels.append(channel)
         if channel.readyState == "open":
             self._channel_open()
         else:
@@ -339,7 +347,8 @@ class AiortcServerPeer:
         preferred = [c for c in codecs if c.mimeType.lower() == wanted]
         if preferred:
             video.setCodecPreferences(preferred + [c for c in codecs if c.mimeType.lower() == "video/rtx"])
-        self._add_channel(pc.createDataChannel(self._options.channel_label))
+        self._own_channel = pc.createDataChannel(self._options.channel_label)
+        self._add_channel(self._own_channel)
         try:
             addresses = self._transport.host_addresses
             with offered_host_addresses(addresses) if addresses is not None else contextlib.nullcontext():
@@ -463,15 +472,27 @@ class AiortcServerPeer:
 
     # -- media and messages ---------------------------------------------------------------------------------
 
-    def send_message(self, text: str) -> int:
-        sent = 0
-        for channel in self._channels:
+    def _event_channel(self) -> RTCDataChannel | None:
+        """The channel events go out on: the client's first open one, else ours if open.
+
+        Our own channel opens when the client acknowledges it (DCEP ACK), and a client that opened a channel
+        before answering sent its own DCEP OPEN before that ACK, so by the time any channel is open here the
+        client's is known if it has one.
+        """
+        for channel in self._client_channels:
             if channel.readyState == "open":
-                channel.send(text)
-                sent += 1
-        if not sent and not self._closed and len(self._unsent) < 64:
+                return channel
+        own = self._own_channel
+        return own if own is not None and own.readyState == "open" else None
+
+    def send_message(self, text: str) -> int:
+        channel = self._event_channel()
+        if channel is not None:
+            channel.send(text)
+            return 1
+        if not self._closed and len(self._unsent) < 64:
             self._unsent.append(text)  # delivered when the first channel opens
-        return sent
+        return 0
 
     async def ready(self, within: float) -> bool:
         """Wait (at most `within` seconds) until a data channel is open, so DTLS is up and media flows."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -386,8 +387,13 @@ async def test_an_idle_stream_reports_every_few_seconds_and_a_talking_one_often(
         (lambda sdp: "\r\n".join(x for x in sdp.split("\r\n") if not x.startswith("a=setup:")), "a=setup"),
         (lambda sdp: sdp.replace("a=setup:active", "a=setup:nonsense"), "invalid answer"),
         (lambda sdp: sdp.split("m=", 1)[0], "no media"),
+        # an a=fmtp for a payload type with no a=rtpmap: aiortc's lookup ran out (StopIteration, was a 500)
+        (
+            lambda sdp: re.sub(r"(m=video [^\r\n]*\r\n)", r"\1a=fmtp:126 x=1\r\n", sdp, count=1),
+            "does not parse",
+        ),
     ],
-    ids=["no-fingerprint", "no-setup", "unknown-setup", "no-media"],
+    ids=["no-fingerprint", "no-setup", "unknown-setup", "no-media", "format-without-rtpmap"],
 )
 async def test_a_broken_answer_is_a_400_with_its_reason_and_the_real_one_still_connects(
     api: Api, broken: Callable[[str], str], reason: str
