@@ -20,12 +20,14 @@ What it must never do: decode a format outside the whitelist, or hold the event 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import ctypes
 import html
 import io
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Protocol
 
 import attrs
@@ -89,45 +91,118 @@ def viseme_openness(phoneme: str) -> float:
     return 0.35  # other consonants: tongue and teeth, jaw half open
 
 
-def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDArray[np.float32]:
-    """Mouth openness per video frame from the samples that play around that frame's time, and the phonemes.
+_HALF = SAMPLES_PER_VIDEO_FRAME // 2
+_SILENT_REFERENCE = 30.0  # a talk whose loud parts are quieter than this is silence: the mouth stays shut
+_REFERENCE_FRAMES = 750  # the running loudness reference looks back 30 s
 
-    Loudness: RMS over the 40 ms centred on each frame's time, in dB relative to the talk's loud parts (95th
-    percentile), mapped so that silence (40 dB under) is closed and loud speech wide open. When the speech
-    engine reported phoneme timings (`(seconds, phoneme)` from the start), each frame may open no more than
-    its phoneme allows: the lips close on m, b and p however loud they are. Then smoothing with a fast
-    attack and a slower release, as jaws move.
+
+def _frame_rms(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    squares: npt.NDArray[np.float64] = (windows.astype(np.float64) ** 2).mean(axis=1)
+    return np.sqrt(squares + 1e-9)
+
+
+class MouthTracker:
+    """Mouth openness per video frame from speech fed in pieces, as `Speech` stretches of whole frames.
+
+    Frame k is shown from k/25 s and takes the loudness of the 40 ms of samples centred there, not the 40 ms
+    after it, so the mouth is never a whole frame ahead of the sound (a burst starting anywhere in a frame's
+    display time is within 20 ms of the frame that first shows it). Loudness is RMS in dB relative to the
+    talk's loud parts (the 95th percentile: the whole talk's when `reference` is given, else the last 30 s
+    heard so far), mapped so that silence (40 dB under) is closed and loud speech wide open. With phoneme
+    timings (`(seconds from the talk's start, phoneme)`), a frame opens no more than its phoneme allows: the
+    lips close on m, b and p however loud they are. Then smoothing with a fast attack and a slower release,
+    as jaws move. State carries from piece to piece, so cutting a talk anywhere changes nothing.
+
+    It holds at most one frame and a half of samples back (a frame's window reaches 20 ms past it).
     """
+
+    def __init__(self, *, reference: float | None = None) -> None:
+        self._reference = reference
+        self._levels: collections.deque[float] = collections.deque(maxlen=_REFERENCE_FRAMES)
+        self._before = np.zeros(_HALF, np.int16)  # the last half frame already sent, for centred windows
+        self._pending = np.zeros(0, np.int16)  # samples not sent yet; they start on a frame boundary
+        self._frame = 0  # the index of the next frame
+        self._current = 0.0
+        self._phonemes: list[tuple[float, float]] = []  # (start, most the mouth opens), last one kept
+
+    def feed(self, pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> Speech:
+        """The whole frames that `pcm` completes (possibly none)."""
+        self._phonemes += [(t, viseme_openness(p)) for t, p in phonemes]
+        self._pending = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)])
+        return self._emit(len(self._pending) // SAMPLES_PER_VIDEO_FRAME, final=False)
+
+    def finish(self) -> Speech:
+        """The rest: the last (partial) frame, its window padded with silence. At least one frame in all."""
+        frames = -(-len(self._pending) // SAMPLES_PER_VIDEO_FRAME)
+        if self._frame == 0:
+            frames = max(frames, 1)
+        return self._emit(frames, final=True)
+
+    def _emit(self, frames: int, *, final: bool) -> Speech:
+        if frames <= 0:
+            return Speech(pcm=np.zeros(0, np.int16), openness=np.zeros(0, np.float32))
+        length = frames * SAMPLES_PER_VIDEO_FRAME
+        body = np.zeros(_HALF + length + _HALF, np.float32)
+        body[:_HALF] = self._before
+        ahead = self._pending[: length + _HALF]
+        body[_HALF : _HALF + len(ahead)] = ahead
+        windows = body[: _HALF + length - _HALF].reshape(frames, SAMPLES_PER_VIDEO_FRAME)
+        openness = self._openness(_frame_rms(windows))
+        sent = self._pending[:length] if not final else self._pending
+        if not final:
+            self._before = self._pending[length - _HALF : length].copy()
+            self._pending = self._pending[length:].copy()
+        else:
+            self._pending = np.zeros(0, np.int16)
+        return Speech(pcm=np.ascontiguousarray(sent), openness=openness)
+
+    def _openness(self, rms: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+        frames = len(rms)
+        if self._reference is not None:
+            loud = self._reference
+        else:
+            self._levels.extend(float(x) for x in rms)
+            loud = float(np.percentile(np.fromiter(self._levels, np.float64), 95))
+        if loud < _SILENT_REFERENCE:
+            target = np.zeros(frames, np.float64)
+        else:
+            level = 20.0 * np.log10(rms / loud)
+            target = np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
+        closing = np.zeros(frames, bool)
+        if self._phonemes:
+            shown = (self._frame + np.arange(frames)) / VIDEO_FPS  # the instants the frames are shown
+            starts = np.array([t for t, _ in self._phonemes])
+            shapes = np.array([shape for _, shape in self._phonemes], np.float64)
+            index = np.searchsorted(starts, shown, side="right") - 1
+            allowed = np.where(index >= 0, shapes[np.clip(index, 0, None)], 0.0)
+            closing = allowed < 0.05  # lips pressed together close fast, not with the jaw's slow fall
+            target = np.minimum(target, allowed)
+            last_start = int(np.searchsorted(starts, shown[-1], side="right")) - 1
+            del self._phonemes[: max(last_start, 0)]  # keep the one in force and those still to come
+        out = np.empty(frames, np.float32)
+        current = self._current
+        for i, value in enumerate(target):
+            rate = 0.75 if value > current else (0.8 if closing[i] else 0.45)
+            current += (value - current) * rate
+            out[i] = current
+        self._current = current
+        self._frame += frames
+        return out
+
+
+def loudness_reference(pcm: PCM) -> float:
+    """The 95th percentile of a whole talk's per-frame loudness (what `MouthTracker` compares against)."""
     frames = max(1, -(-len(pcm) // SAMPLES_PER_VIDEO_FRAME))
-    # Frame k is shown from k/25 s: it takes the 40 ms of samples centred there, not the 40 ms after, so the
-    # mouth is never a whole frame ahead of the sound (a burst starting anywhere in a frame's display time
-    # is within 20 ms of the frame that first shows it).
-    half = SAMPLES_PER_VIDEO_FRAME // 2
-    padded = np.zeros(frames * SAMPLES_PER_VIDEO_FRAME, np.float32)
-    body = pcm[: len(padded) - half]
-    padded[half : half + len(body)] = body
-    rms = np.sqrt((padded.reshape(frames, -1) ** 2).mean(axis=1) + 1e-9)
-    loud = float(np.percentile(rms, 95))
-    if loud < 30.0:  # near digital silence: keep the mouth closed
-        return np.zeros(frames, np.float32)
-    level = 20.0 * np.log10(rms / loud)
-    target = np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
-    closing = np.zeros(frames, bool)
-    if phonemes:
-        centres = np.arange(frames) / VIDEO_FPS  # the instants the frames are shown
-        starts = np.array([t for t, _ in phonemes])
-        shapes = np.array([viseme_openness(p) for _, p in phonemes], np.float32)
-        index = np.searchsorted(starts, centres, side="right") - 1
-        allowed = np.where(index >= 0, shapes[np.clip(index, 0, None)], 0.0)
-        closing = allowed < 0.05  # lips pressed together close fast, not with the jaw's slow fall
-        target = np.minimum(target, allowed)
-    out = np.empty(frames, np.float32)
-    current = 0.0
-    for i, value in enumerate(target):
-        rate = 0.75 if value > current else (0.8 if closing[i] else 0.45)
-        current += (value - current) * rate
-        out[i] = current
-    return out
+    body = np.zeros(frames * SAMPLES_PER_VIDEO_FRAME, np.float32)
+    part = pcm[: len(body) - _HALF]
+    body[_HALF : _HALF + len(part)] = part
+    return float(np.percentile(_frame_rms(body.reshape(frames, -1)), 95))
+
+
+def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDArray[np.float32]:
+    """Mouth openness per video frame for a whole talk at once (see `MouthTracker`)."""
+    tracker = MouthTracker(reference=loudness_reference(pcm))
+    return np.concatenate([tracker.feed(pcm, phonemes).openness, tracker.finish().openness])
 
 
 def speech_from_pcm(
@@ -137,6 +212,152 @@ def speech_from_pcm(
     if pad_seconds > 0:
         pcm = np.concatenate([pcm, np.zeros(round(pad_seconds * RATE), np.int16)])
     return Speech(pcm=pcm, openness=mouth_track(pcm, phonemes))
+
+
+# -- speech made while it plays -----------------------------------------------------------------------------
+
+
+class ThreadedSpeech:
+    """A `SpeechStream` whose stretches come from a blocking iterator, each made in a worker thread when
+    asked for: the player asks for the next while the current one plays, so production runs one stretch
+    ahead and no further. `duration` asks `estimate`, which the iterator's owner keeps current."""
+
+    def __init__(self, stretches: Iterator[Speech], estimate: Callable[[], float]) -> None:
+        self._stretches = stretches
+        self._estimate = estimate
+        self._primed: list[Speech] = []
+        self._making: asyncio.Future[Speech | None] | None = None
+        self._closed = False
+
+    @property
+    def duration(self) -> float:
+        return self._estimate()
+
+    async def prime(self) -> None:
+        """Make the first stretch now: a talk that cannot start fails before it is accepted."""
+        first = await self._make()
+        if first is not None:
+            self._primed.append(first)
+
+    async def next(self) -> Speech | None:
+        if self._primed:
+            return self._primed.pop()
+        if self._closed:
+            return None
+        return await self._make()
+
+    async def _make(self) -> Speech | None:
+        # The thread cannot be cancelled: keep its future so that aclose can wait for it to end.
+        self._making = asyncio.ensure_future(asyncio.to_thread(next, self._stretches, None))
+        try:
+            return await asyncio.shield(self._making)
+        finally:
+            if self._making.done():
+                self._making = None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._primed.clear()
+        if self._making is not None:
+            await asyncio.gather(self._making, return_exceptions=True)
+        close = getattr(self._stretches, "close", None)
+        if close is not None:
+            close()  # a generator's finally blocks run: files and decoders are let go
+
+
+#: How many characters of text one stretch speaks at most (about 6 s at espeak-ng's default rate): text is
+#: cut at sentence ends, then at commas and the like, then between words.
+MAX_PIECE_CHARS = 100
+_SENTENCE_END = re.compile(r"(?<=[.!?;:…])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,)\u2013\u2014])\s+")  # commas, brackets, en and em dashes
+CHARS_PER_SECOND = 15.0  # espeak-ng's default rate, for estimates before any of a text is spoken
+
+
+def _cut(text: str, limit: int) -> Iterator[str]:
+    for sentence in _SENTENCE_END.split(text):
+        if len(sentence) <= limit:
+            yield sentence
+            continue
+        piece = ""
+        for clause in _CLAUSE_END.split(sentence):
+            for word in clause.split(" ") if len(clause) > limit else [clause]:
+                if piece and len(piece) + 1 + len(word) > limit:
+                    yield piece
+                    piece = ""
+                piece = f"{piece} {word}" if piece else word
+        if piece:
+            yield piece
+
+
+def speech_pieces(text: str, *, ssml: bool = False, limit: int = MAX_PIECE_CHARS) -> list[str | float]:
+    """What a text talk says, in the order it says it: pieces of at most about `limit` characters, and
+    pauses in seconds (SSML breaks; other tags are stripped)."""
+    out: list[str | float] = []
+    for segment in ssml_segments(text) if ssml else [text]:
+        if isinstance(segment, float):
+            out.append(segment)
+        else:
+            out += [piece for piece in (p.strip() for p in _cut(segment.strip(), limit)) if piece]
+    return out
+
+
+class _TextProgress:
+    """What a text talk has spoken so far, for its duration estimate."""
+
+    def __init__(self, pieces: Sequence[str | float], pad_seconds: float) -> None:
+        self.chars_left = sum(len(p) for p in pieces if isinstance(p, str))
+        self.pauses_left = sum(p for p in pieces if isinstance(p, float))
+        self.pad = pad_seconds
+        self.spoken_chars = 0
+        self.spoken_seconds = 0.0  # of speech for those characters
+        self.made_seconds = 0.0  # everything made so far, pauses included
+        self.finished = False
+
+    def estimate(self) -> float:
+        if self.finished:
+            return self.made_seconds
+        per_char = self.spoken_seconds / self.spoken_chars if self.spoken_chars else 1.0 / CHARS_PER_SECOND
+        return self.made_seconds + self.chars_left * per_char + self.pauses_left + self.pad
+
+
+def text_speech(
+    tts: TextToSpeech, text: str, *, voice: str | None = None, ssml: bool = False, pad_seconds: float = 0.0
+) -> ThreadedSpeech:
+    """A text talk spoken piece by piece as it plays (call `prime` before accepting it)."""
+    pieces = speech_pieces(text, ssml=ssml)
+    progress = _TextProgress(pieces, pad_seconds)
+
+    def stretches() -> Iterator[Speech]:
+        tracker = MouthTracker()
+        offset = 0.0
+        for piece in pieces:
+            if isinstance(piece, float):
+                pcm, phonemes = np.zeros(round(piece * RATE), np.int16), [(offset, "_")]
+                progress.pauses_left -= piece
+            else:
+                synthesis = tts.synthesize(piece, voice=voice)
+                pcm = synthesis.pcm
+                phonemes = [(offset + t, name) for t, name in synthesis.phonemes]
+                progress.chars_left -= len(piece)
+                progress.spoken_chars += len(piece)
+                progress.spoken_seconds += len(pcm) / RATE
+            offset += len(pcm) / RATE
+            progress.made_seconds = offset
+            stretch = tracker.feed(pcm, phonemes)
+            if stretch.frames:
+                yield stretch
+        if pad_seconds > 0:
+            pad = np.zeros(round(pad_seconds * RATE), np.int16)
+            progress.made_seconds += len(pad) / RATE
+            stretch = tracker.feed(pad)
+            if stretch.frames:
+                yield stretch
+        progress.finished = True
+        yield tracker.finish()
+
+    return ThreadedSpeech(stretches(), progress.estimate)
 
 
 # -- audio files --------------------------------------------------------------------------------------------
@@ -157,32 +378,100 @@ def sniff_audio_format(data: bytes) -> str:
     raise UnsupportedMediaTypeError("audio is not mp3, wav, m4a, flac or mp4")
 
 
-def decode_audio(data: bytes, *, max_seconds: float = MAX_SPEECH_SECONDS) -> PCM:
-    """Decode an audio file's bytes to 48 kHz mono int16 (format sniffed and whitelisted, length capped)."""
+def _open_audio(data: bytes) -> av.container.InputContainer:
     if len(data) > MAX_AUDIO_BYTES:
         raise BadRequestError(f"audio is larger than {MAX_AUDIO_BYTES} bytes")
     fmt = _FORMATS[sniff_audio_format(data)]
-    chunks: list[PCM] = []
-    total = 0
-    limit = int(max_seconds * RATE)
     try:
-        with av.open(io.BytesIO(data), mode="r", format=fmt) as container:
-            if not container.streams.audio:
-                raise UnsupportedMediaTypeError("the file has no audio stream")
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-            for frame in container.decode(audio=0):
-                for out in resampler.resample(frame):
-                    samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                    chunks.append(samples)
-                    total += len(samples)
-                    if total > limit:
-                        raise BadRequestError(f"audio is longer than {max_seconds:g} s")
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
-    except (BadRequestError, UnsupportedMediaTypeError):
-        raise
+        container = av.open(io.BytesIO(data), mode="r", format=fmt)
     except (av.FFmpegError, ValueError, IndexError) as exc:
         raise UnsupportedMediaTypeError(f"audio could not be decoded: {exc}") from exc
+    if not container.streams.audio:
+        container.close()
+        raise UnsupportedMediaTypeError("the file has no audio stream")
+    return container
+
+
+def _decoded(
+    container: av.container.InputContainer, max_seconds: float, chunk_seconds: float
+) -> Generator[PCM, None, None]:
+    """48 kHz mono int16 in chunks of about `chunk_seconds`, decoded as they are asked for; the container
+    is closed when this ends, however it ends."""
+    limit, chunk = int(max_seconds * RATE), int(chunk_seconds * RATE)
+    total, held = 0, 0
+    parts: list[PCM] = []
+    try:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        frames = container.decode(audio=0)
+        while True:
+            try:
+                frame = next(frames, None)
+                resampled = resampler.resample(frame)  # None: what the resampler still holds
+            except (av.FFmpegError, ValueError, IndexError) as exc:
+                raise UnsupportedMediaTypeError(f"audio could not be decoded: {exc}") from exc
+            for out in resampled:
+                samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                total += len(samples)
+                if total > limit:
+                    raise BadRequestError(f"audio is longer than {max_seconds:g} s")
+                parts.append(samples)
+                held += len(samples)
+            if parts and (frame is None or held >= chunk):
+                yield np.concatenate(parts)
+                parts, held = [], 0
+            if frame is None:
+                return
+    finally:
+        container.close()
+
+
+def decoded_audio(
+    data: bytes, *, max_seconds: float = MAX_SPEECH_SECONDS, chunk_seconds: float = 1.0
+) -> tuple[float | None, Generator[PCM, None, None]]:
+    """An audio file's length in seconds as its container states it (None if it does not), and its samples
+    as 48 kHz mono int16 chunks decoded on demand. Format sniffed and whitelisted; size and length capped
+    (a stated length over the cap is refused at once, a file that runs over it fails as it gets there)."""
+    container = _open_audio(data)
+    duration = None if container.duration is None else container.duration / av.time_base
+    if duration is not None and duration > max_seconds + 0.5:
+        container.close()
+        raise BadRequestError(f"audio is longer than {max_seconds:g} s")
+    return duration, _decoded(container, max_seconds, chunk_seconds)
+
+
+def audio_speech(data: bytes, *, pad_seconds: float = 0.0) -> ThreadedSpeech:
+    """An audio talk decoded second by second as it plays (call `prime` before accepting it)."""
+    stated, chunks = decoded_audio(data)
+    made = [0.0, 0.0]  # seconds made, and 1.0 once finished
+
+    def estimate() -> float:
+        return made[0] if made[1] else max(stated or 0.0, made[0]) + pad_seconds
+
+    def stretches() -> Iterator[Speech]:
+        tracker = MouthTracker()
+        try:
+            for pcm in chunks:
+                made[0] += len(pcm) / RATE
+                stretch = tracker.feed(pcm)
+                if stretch.frames:
+                    yield stretch
+        finally:
+            chunks.close()
+        if pad_seconds > 0:
+            pad = np.zeros(round(pad_seconds * RATE), np.int16)
+            made[0] += len(pad) / RATE
+            stretch = tracker.feed(pad)
+            if stretch.frames:
+                yield stretch
+        made[1] = 1.0
+        yield tracker.finish()
+
+    return ThreadedSpeech(stretches(), estimate)
+
+
+def decode_audio(data: bytes, *, max_seconds: float = MAX_SPEECH_SECONDS) -> PCM:
+    """A whole audio file as 48 kHz mono int16 (format sniffed and whitelisted, length capped)."""
+    chunks = list(decoded_audio(data, max_seconds=max_seconds)[1])
     if not chunks:
         raise UnsupportedMediaTypeError("audio holds no samples")
     return np.concatenate(chunks)

@@ -3,8 +3,9 @@
 Why it exists: `engine.server.StreamService` asks a `Studio` for a stream's `Face` and for each talk's
 `Speech`; this is the real one. It resolves `source_url` (the bundled portrait, a file inside the
 configured media folder, or an http(s) URL through the guarded `Fetcher`), finds the face once, and builds
-an `Animator` at the requested resolution. Text is spoken by the configured `TextToSpeech`; audio URLs are
-fetched and decoded. CPU work runs in a thread so the event loop keeps serving other streams.
+an `Animator` at the requested resolution. Text is spoken by the configured `TextToSpeech`, piece by piece
+as the talk plays; audio URLs are fetched, then decoded as the talk plays. CPU work runs in a thread so
+the event loop keeps serving other streams.
 
 Voices: D-ID names providers (microsoft, elevenlabs, ...) and their voices, which do not exist offline. By
 default they play with the local voice and the substitution is logged; ``strict_voices`` rejects them
@@ -22,12 +23,12 @@ from urllib.parse import unquote, urlsplit
 
 from talkstream.engine.errors import BadRequestError, InternalServerError, TalkstreamError
 from talkstream.engine.messages import AudioScript, CreateStreamRequest, TextScript
-from talkstream.engine.ports import Face, Speech
+from talkstream.engine.ports import Face, SpeechStream
 
 from .animator import Animator
 from .fetch import Fetcher
 from .portrait import MAX_IMAGE_BYTES, Box, Portrait, bundled_portrait_bytes, load_portrait
-from .speech import MAX_AUDIO_BYTES, TextToSpeech, decode_audio, speech_from_pcm
+from .speech import MAX_AUDIO_BYTES, TextToSpeech, audio_speech, text_speech
 
 __all__ = ["BUNDLED_SOURCE", "MOTION_PRESETS", "AvatarStudio", "motion_for"]
 
@@ -118,7 +119,9 @@ class AvatarStudio:
             raise BadRequestError(f"source image is larger than {MAX_IMAGE_BYTES} bytes")
         return resolved.read_bytes()
 
-    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> Speech:
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream:
+        """The talk's speech, made while it plays; its first stretch is made here, so a talk whose speech
+        cannot start is refused rather than accepted."""
         if isinstance(script, TextScript):
             if self.tts is None:
                 raise BadRequestError("text scripts need a text-to-speech engine: install talkstream[tts]")
@@ -134,21 +137,27 @@ class AvatarStudio:
                     script.provider.voice_id,
                     self.tts.name,
                 )
-            try:
-                synthesis = await asyncio.to_thread(
-                    self.tts.synthesize, script.input, voice=voice, ssml=bool(script.ssml)
-                )
-            except TalkstreamError:
-                raise
-            except Exception as exc:  # the engine failed: the caller learns that much, the log the rest
-                _log.exception("text-to-speech with %s failed", self.tts.name)
-                raise InternalServerError(f"text-to-speech ({self.tts.name}) failed") from exc
-            return await asyncio.to_thread(
-                speech_from_pcm, synthesis.pcm, pad_seconds=pad_audio, phonemes=synthesis.phonemes
+            speech = text_speech(
+                self.tts, script.input, voice=voice, ssml=bool(script.ssml), pad_seconds=pad_audio
             )
-        data, _ = await self.fetcher.get(script.audio_url, max_bytes=MAX_AUDIO_BYTES)
-        pcm = await asyncio.to_thread(decode_audio, data)
-        return await asyncio.to_thread(speech_from_pcm, pcm, pad_seconds=pad_audio)
+        else:
+            data, _ = await self.fetcher.get(script.audio_url, max_bytes=MAX_AUDIO_BYTES)
+            speech = await asyncio.to_thread(audio_speech, data, pad_seconds=pad_audio)
+        try:
+            await speech.prime()
+        except TalkstreamError:
+            await speech.aclose()
+            raise
+        except Exception as exc:  # the engine failed: the caller learns that much, the log the rest
+            await speech.aclose()
+            what = (
+                f"text-to-speech ({self.tts.name})"
+                if isinstance(script, TextScript) and self.tts
+                else "audio"
+            )
+            _log.exception("%s failed", what)
+            raise InternalServerError(f"{what} failed") from exc
+        return speech
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

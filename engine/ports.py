@@ -6,8 +6,8 @@ peers, renders faces and speaks. It names what it needs here, as small protocols
 numpy arrays and plain records, nothing from a backend.
 
 Media conventions: video frames are I420 planes stacked in one ``(h * 3 / 2, w)`` uint8 array; audio is
-48 kHz mono int16 PCM, sent in 20 ms frames (960 samples); a `Speech` carries a talk's samples and one
-mouth openness per 40 ms video frame on the same timeline.
+48 kHz mono int16 PCM, sent in 20 ms frames (960 samples); a talk's speech comes as a `SpeechStream` of
+`Speech` stretches, each with its samples and one mouth openness per 40 ms video frame on one timeline.
 
 What it must never do: import a backend, or grow methods the drivers do not call.
 """
@@ -36,10 +36,12 @@ __all__ = [
     "IceServerConfig",
     "MessageCallback",
     "PeerOptions",
+    "PreparedSpeech",
     "ReportCallback",
     "ServerPeer",
     "ServerTransport",
     "Speech",
+    "SpeechStream",
     "VideoCodec",
 ]
 
@@ -92,7 +94,8 @@ class ServerPeer(Protocol):
         ...
 
     def send_message(self, text: str) -> int:
-        """Send `text` on every open data channel; return on how many it went (0: kept until one opens)."""
+        """Send `text` to the client on one open data channel (its own if it opened one); return on how many
+        it went: 1, or 0 when none is open yet (kept until one opens)."""
         ...
 
     async def ready(self, within: float) -> bool:
@@ -134,7 +137,11 @@ class ServerTransport(Protocol):
 
 @attrs.frozen(eq=False)
 class Speech:
-    """What a talk plays: `pcm` (48 kHz mono int16) and one mouth openness in [0, 1] per 40 ms frame."""
+    """A stretch of a talk: `pcm` (48 kHz mono int16) and one mouth openness in [0, 1] per 40 ms frame.
+
+    Within a talk, every stretch but the last holds exactly ``frames * 1920`` samples, so that stretches
+    played one after another keep sound and frames on one timeline.
+    """
 
     pcm: PCM
     openness: npt.NDArray[np.float32]
@@ -146,6 +153,45 @@ class Speech:
     @property
     def frames(self) -> int:
         return len(self.openness)
+
+
+class SpeechStream(Protocol):
+    """A talk's speech, made while it plays: stretches one after another, a few seconds ahead at most, so a
+    talk costs the same memory however long it is."""
+
+    @property
+    def duration(self) -> float:
+        """The talk's length in seconds: exact once known, until then an estimate."""
+        ...
+
+    async def next(self) -> Speech | None:
+        """The next stretch, or None when the talk has ended. One call at a time."""
+        ...
+
+    async def aclose(self) -> None:
+        """Stop making stretches and free what that needs (idempotent)."""
+        ...
+
+
+class PreparedSpeech:
+    """A `SpeechStream` of stretches made beforehand (a warm-up's silence, a test's speech)."""
+
+    def __init__(self, *stretches: Speech) -> None:
+        self._stretches = list(stretches)
+        self._next = 0
+
+    @property
+    def duration(self) -> float:
+        return sum(s.duration for s in self._stretches)
+
+    async def next(self) -> Speech | None:
+        if self._next >= len(self._stretches):
+            return None
+        self._next += 1
+        return self._stretches[self._next - 1]
+
+    async def aclose(self) -> None:
+        self._next = len(self._stretches)
 
 
 class Face(Protocol):

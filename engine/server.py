@@ -23,6 +23,7 @@ in a thread), or let one key reach another key's streams.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -34,6 +35,7 @@ import numpy as np
 
 from .clock import holding, run_with_timeout
 from .errors import (
+    BadRequestError,
     IllegalTransition,
     InternalServerError,
     NotFoundError,
@@ -58,12 +60,15 @@ from .messages import (
 )
 from .ports import (
     AUDIO_FRAME_SAMPLES,
+    AUDIO_RATE,
     VIDEO_FPS,
     Face,
     PeerOptions,
+    PreparedSpeech,
     ServerPeer,
     ServerTransport,
     Speech,
+    SpeechStream,
     VideoCodec,
 )
 from .session import SessionEngine, StreamSession
@@ -83,7 +88,7 @@ class Studio(Protocol):
 
     async def face(self, request: CreateStreamRequest) -> Face: ...
 
-    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> Speech: ...
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -93,6 +98,9 @@ class Limits:
     streams_per_key: int = 10
     streams_total: int = 100
     queued_talks: int = 20
+    # Speech a stream may have waiting, the playing talk's rest included: one talk of D-ID's longest text
+    # (40,000 characters, about 45 minutes) fits; more is a 400.
+    queued_speech_seconds: float = 3600.0
     retry_after: float = 10.0
     ice_grace: float = 3.0  # how long a talk that arrives while ICE is still finishing waits for it
 
@@ -100,7 +108,8 @@ class Limits:
 @attrs.define(eq=False)
 class _Talk:
     video_id: str
-    speech: Speech
+    speech: SpeechStream
+    started_at: float | None = None  # on the engine's clock, once it plays
 
 
 @attrs.define(eq=False)
@@ -111,7 +120,8 @@ class Stream:
     peer: ServerPeer
     face: Face
     warmup: bool
-    talks: asyncio.Queue[_Talk] = attrs.field(factory=asyncio.Queue)
+    talks: collections.deque[_Talk] = attrs.field(factory=collections.deque)
+    playing: _Talk | None = None
     player: asyncio.Task[None] | None = None
     reports: asyncio.Queue[tuple[Input, str]] = attrs.field(factory=asyncio.Queue)
     reporter: asyncio.Task[None] | None = None
@@ -223,22 +233,41 @@ class StreamService:
             # The client saw ICE connect; our side reports it a moment later. Give it that moment.
             await self._await_state_change(session, self.limits.ice_grace)
         self._check(session, Input.TALK_REQUESTED)
-        if stream.talks.qsize() >= self.limits.queued_talks:
+        if len(stream.talks) >= self.limits.queued_talks:
             raise RateLimitedError(
                 "too many talks queued on this stream", retry_after=self.limits.retry_after
             )
         pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
         with holding(self.clock):
             speech = await self.studio.speech(request.script, pad_audio=pad)
-        await session.apply(Input.TALK_REQUESTED)
+        try:
+            waiting = self._speech_waiting(stream)
+            limit = self.limits.queued_speech_seconds
+            if waiting + speech.duration > limit:
+                raise BadRequestError(
+                    f"this talk ({speech.duration:.0f} s) would take the speech waiting on this stream past "
+                    f"its limit of {limit:g} s ({waiting:.0f} s waiting)"
+                )
+            await session.apply(Input.TALK_REQUESTED)
+        except BaseException:
+            await speech.aclose()
+            raise
         talk = _Talk(video_id=new_video_id(), speech=speech)
-        stream.talks.put_nowait(talk)
+        stream.talks.append(talk)
         if stream.player is None or stream.player.done():
             stream.player = asyncio.ensure_future(self._play(stream))
         _log.info("%s talk %s queued (%.2f s)", stream_id, talk.video_id, speech.duration)
         return TalkResponse(
             status="started", session_id=session.session_id, video_id=talk.video_id, duration=speech.duration
         )
+
+    def _speech_waiting(self, stream: Stream) -> float:
+        """Seconds of speech still to play on `stream`: the queued talks', and the playing one's rest."""
+        waiting = sum(t.speech.duration for t in stream.talks)
+        playing = stream.playing
+        if playing is not None and playing.started_at is not None:
+            waiting += max(0.0, playing.speech.duration - (self.clock.now() - playing.started_at))
+        return waiting
 
     async def delete(self, owner: str, stream_id: str, request: DeleteRequest) -> StatusResponse:
         stream = self._find(owner, stream_id, request.session_id)
@@ -344,6 +373,9 @@ class StreamService:
         for task in (stream.player, stream.reporter):
             if task is not None and task is not current:
                 await asyncio.gather(task, return_exceptions=True)
+        left = [*stream.talks, *([stream.playing] if stream.playing is not None else [])]
+        stream.talks.clear()
+        await asyncio.gather(*(talk.speech.aclose() for talk in left), return_exceptions=True)
         reason = stream.session.close_reason
         _log.info("%s closed (%s)", stream_id, reason.value if reason else "?")
 
@@ -361,10 +393,11 @@ class StreamService:
                 pcm=np.zeros(frames * AUDIO_PER_VIDEO * AUDIO_FRAME_SAMPLES, np.int16),
                 openness=np.zeros(frames, np.float32),
             )
-            await self._stream_speech(stream, silence)
+            await self._stream_speech(stream, PreparedSpeech(silence))
             self._send(stream, "stream/ready")
-        while not stream.talks.empty():
-            talk = stream.talks.get_nowait()
+        while stream.talks:
+            talk = stream.playing = stream.talks.popleft()
+            talk.started_at = self.clock.now()
             self._send(stream, "stream/started", {"metadata": {"videoId": talk.video_id}})
             try:
                 await session.apply(Input.TALK_STARTED)
@@ -372,8 +405,8 @@ class StreamService:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # A talk that fails while playing (the face, the encoder, the peer) ends with stream/error;
-                # the stream goes back to connected and takes the next talk.
+                # A talk that fails while playing (its speech, the face, the encoder, the peer) ends with
+                # stream/error; the stream goes back to connected and takes the next talk.
                 error = exc if isinstance(exc, TalkstreamError) else InternalServerError()
                 if not isinstance(exc, TalkstreamError):
                     _log.exception("%s: talk %s failed while playing", session.stream_id, talk.video_id)
@@ -384,44 +417,58 @@ class StreamService:
                 )
             else:
                 self._send(stream, "stream/done")
+            finally:
+                stream.playing = None
+                await talk.speech.aclose()
             if session.closed:
                 return
             await session.finish_talk()
 
-    async def _stream_speech(self, stream: Stream, speech: Speech) -> None:
-        """Send `speech` with the face's frames in real time; audio and video on one timeline."""
+    async def _stream_speech(self, stream: Stream, speech: SpeechStream) -> None:
+        """Play `speech` with the face's frames in real time, audio and video on one timeline; each stretch
+        is asked for while the one before it plays."""
         peer, face, clock = stream.peer, stream.face, self.clock
         start_clock = clock.now()
         start_media = peer.media_time()
         blink_at = self._next_blink(0)
-        pcm = speech.pcm
-        audio_frames = -(-len(pcm) // AUDIO_FRAME_SAMPLES)
-        video_frames = max(speech.frames, -(-audio_frames // AUDIO_PER_VIDEO))
-        for k in range(video_frames):
-            due = start_clock + k * FRAME_SECONDS
-            delay = due - clock.now()
-            if delay > 0:
-                await clock.sleep(delay)
-            at = start_media + k * FRAME_SECONDS
-            openness = float(speech.openness[k]) if k < speech.frames else 0.0
-            blink = _blink(k - blink_at)
-            if k - blink_at > 6:
-                blink_at = self._next_blink(k)
-            await peer.send_video(face.frame(openness, blink, k * FRAME_SECONDS), at)
-            for j in range(AUDIO_PER_VIDEO):
-                index = k * AUDIO_PER_VIDEO + j
-                if index >= audio_frames:
-                    break
-                chunk = pcm[index * AUDIO_FRAME_SAMPLES : (index + 1) * AUDIO_FRAME_SAMPLES]
-                if len(chunk) < AUDIO_FRAME_SAMPLES:
-                    chunk = np.concatenate([chunk, np.zeros(AUDIO_FRAME_SAMPLES - len(chunk), np.int16)])
-                await peer.send_audio(chunk, at + j * AUDIO_FRAME_SAMPLES / 48_000)
+        k = 0  # frames sent so far in this talk
+        making: asyncio.Future[Speech | None] = asyncio.ensure_future(speech.next())
+        try:
+            while (stretch := await making) is not None:
+                making = asyncio.ensure_future(speech.next())
+                pcm = stretch.pcm
+                audio_frames = -(-len(pcm) // AUDIO_FRAME_SAMPLES)
+                video_frames = max(stretch.frames, -(-audio_frames // AUDIO_PER_VIDEO))
+                for j in range(video_frames):
+                    delay = start_clock + k * FRAME_SECONDS - clock.now()
+                    if delay > 0:
+                        await clock.sleep(delay)
+                    at = start_media + k * FRAME_SECONDS
+                    openness = float(stretch.openness[j]) if j < stretch.frames else 0.0
+                    blink = _blink(k - blink_at)
+                    if k - blink_at > 6:
+                        blink_at = self._next_blink(k)
+                    await peer.send_video(face.frame(openness, blink, k * FRAME_SECONDS), at)
+                    for a in range(AUDIO_PER_VIDEO):
+                        index = j * AUDIO_PER_VIDEO + a
+                        if index >= audio_frames:
+                            break
+                        chunk = pcm[index * AUDIO_FRAME_SAMPLES : (index + 1) * AUDIO_FRAME_SAMPLES]
+                        if len(chunk) < AUDIO_FRAME_SAMPLES:
+                            chunk = np.concatenate(
+                                [chunk, np.zeros(AUDIO_FRAME_SAMPLES - len(chunk), np.int16)]
+                            )
+                        await peer.send_audio(chunk, at + a * AUDIO_FRAME_SAMPLES / AUDIO_RATE)
+                    k += 1
+        finally:
+            if not making.done():
+                making.cancel()
+            await asyncio.gather(making, return_exceptions=True)
         # End on the face at rest (mouth closed, head home): clients keep showing the last frame.
-        rest_at = start_media + video_frames * FRAME_SECONDS
-        delay = start_clock + video_frames * FRAME_SECONDS - clock.now()
+        delay = start_clock + k * FRAME_SECONDS - clock.now()
         if delay > 0:
             await clock.sleep(delay)
-        await peer.send_video(face.frame(0.0, 0.0), rest_at)
+        await peer.send_video(face.frame(0.0, 0.0), start_media + k * FRAME_SECONDS)
 
     def _next_blink(self, frame: int) -> int:
         return frame + self._rng.randint(3 * VIDEO_FPS, 5 * VIDEO_FPS)

@@ -86,7 +86,7 @@ class World:
                     s.session.owner,
                     s.session.state,
                     len(s.session.history),
-                    s.talks.qsize(),
+                    len(s.talks),
                 )
                 for s in self.service.streams()
             ),
