@@ -23,7 +23,7 @@ from talkstream.engine.server import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_transport import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 
-from .http_server import SERVICE, KeyRing, RequestLimits, create_app
+from .http_server import DEFAULT_BODY_TIMEOUT, SERVICE, KeyRing, RequestLimits, create_app
 
 __all__ = ["ServerSettings", "build_app"]
 
@@ -43,6 +43,7 @@ class ServerSettings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     silence_timeout: float = DEFAULT_SILENCE_TIMEOUT  # a connected peer that sends nothing this long is gone
     strict_voices: bool = False
+    body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds for a request body to arrive in full
 
 
 def build_app(
@@ -78,7 +79,11 @@ def build_app(
     )
     service = StreamService(engine=engine, transport=transport, studio=studio, limits=settings.limits)
     app = create_app(
-        service, KeyRing(settings.keys), limits=settings.request_limits, extra_routes=extra_routes
+        service,
+        KeyRing(settings.keys),
+        limits=settings.request_limits,
+        body_timeout=settings.body_timeout,
+        extra_routes=extra_routes,
     )
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:

@@ -21,7 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from talkstream.adapters.http_server import RequestLimits
+from talkstream.adapters.http_server import DEFAULT_BODY_TIMEOUT, RequestLimits
+from talkstream.adapters.serving import ConnectionLimits
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
@@ -83,11 +84,10 @@ async def simulate(idle_timeout: float, out: list[str]) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
-    from aiohttp import web
-
     from talkstream.avatar.fetch import FetchPolicy
 
     from .bootstrap import ServerSettings, build_app
+    from .serving import ConnectionLimits, default_max_connections, raise_descriptor_limit, serve_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)  # its per-callback lines drown ours
@@ -100,6 +100,8 @@ def serve(args: argparse.Namespace) -> int:
     if generated:
         keys = [f"demo:{secrets.token_urlsafe(18)}"]
     ice_servers = tuple(IceServerConfig(urls=(url,)) for url in args.ice_server or ())
+    descriptors = raise_descriptor_limit()
+    connections = args.max_connections or default_max_connections(descriptors, args.max_streams)
     settings = ServerSettings(
         keys=tuple(keys),
         ice_servers=ice_servers,
@@ -116,18 +118,25 @@ def serve(args: argparse.Namespace) -> int:
         request_limits=RequestLimits(
             per_key=args.requests_per_second, key_burst=args.requests_per_second * 3
         ),
+        body_timeout=args.body_timeout,
     )
     app = build_app(settings)
     base = f"http://{args.host}:{args.port}"
-    print(f"talkstream serving D-ID's /talks/streams at {base}/talks/streams", flush=True)
-    if generated:
-        print(f"API key (send as `Authorization: Basic <key>`): {keys[0]}", flush=True)
-        print(f"demo page: {base}/#key={keys[0]}", flush=True)
-    else:
-        print(f"demo page: {base}/ (type your key there)", flush=True)
-    print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
-    # talkstream.http logs one line per request (with the stream id); aiohttp's access log would repeat it.
-    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=5.0, access_log=None)
+
+    def started(site: object) -> None:
+        print(f"talkstream serving D-ID's /talks/streams at {base}/talks/streams", flush=True)
+        if generated:
+            print(f"API key (send as `Authorization: Basic <key>`): {keys[0]}", flush=True)
+            print(f"demo page: {base}/#key={keys[0]}", flush=True)
+        else:
+            print(f"demo page: {base}/ (type your key there)", flush=True)
+        print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
+        logging.getLogger("talkstream").info(
+            "open files allowed: %d; connections served at once: %d", descriptors, connections
+        )
+
+    limits = ConnectionLimits(max_connections=connections, header_timeout=args.header_timeout)
+    asyncio.run(serve_app(app, args.host, args.port, limits, started=started))
     return 0
 
 
@@ -204,6 +213,7 @@ async def replay(args: argparse.Namespace, paths: list[Path]) -> int:
 
 _DEFAULT_LIMITS = Limits()
 _DEFAULT_RATE = RequestLimits()
+_DEFAULT_CONNECTIONS = ConnectionLimits()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -246,6 +256,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=_DEFAULT_RATE.per_key,
         help=f"requests a second per key, in bursts of 3 s worth (default {_DEFAULT_RATE.per_key:g})",
+    )
+    srv.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        help="HTTP connections open at once, more are answered 503 (default: what the open-files limit "
+        "leaves after the streams' sockets)",
+    )
+    srv.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_DEFAULT_CONNECTIONS.header_timeout,
+        help="seconds a connection may take to send a request's headers, or stay idle "
+        f"(default {_DEFAULT_CONNECTIONS.header_timeout:g})",
+    )
+    srv.add_argument(
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        help=f"seconds for a request body to arrive in full, 408 after (default {DEFAULT_BODY_TIMEOUT:g})",
     )
     spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
     said = spk.add_mutually_exclusive_group(required=True)

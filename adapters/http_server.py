@@ -22,6 +22,7 @@ What it must never do: log a key, let an exception out as an HTML page, or hold 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -43,6 +44,7 @@ from talkstream.engine.errors import (
     PermissionDeniedError,
     RateLimitedError,
     RequestError,
+    RequestTimeoutError,
     TalkstreamError,
     ValidationError,
 )
@@ -101,8 +103,7 @@ class KeyRing:
     def caller(self, authorization: str | None) -> tuple[str, frozenset[str]]:
         """(owner id, permissions) for an Authorization header, or raise 401."""
         match: tuple[bytes, frozenset[str]] | None = None
-        for presented in _presented_keys(authorization):
-            candidate = presented.encode()
+        for candidate in _presented_keys(authorization):
             for key, granted in self._keys:  # no early exit: the time does not tell which key matched
                 if hmac.compare_digest(candidate, key):
                     match = (key, granted)
@@ -162,6 +163,8 @@ class RequestLimits:
 
 
 LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits", RequestLimits)
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
+DEFAULT_BODY_TIMEOUT = 30.0  # seconds for a whole request body (at most 1 MB) to arrive
 
 
 def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
@@ -171,26 +174,34 @@ def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
     return owner, granted
 
 
-def _presented_keys(header: str | None) -> tuple[str, ...]:
-    """The keys an Authorization header may carry: none, one, or for ``key:`` in standard Basic both
-    ``key:`` and ``key`` (``curl -u KEY:`` sends a colon-less key with an empty password)."""
+def _presented_keys(header: str | None) -> tuple[bytes, ...]:
+    """The keys an Authorization header may carry, as bytes: none, one, or for ``key:`` in standard Basic
+    both ``key:`` and ``key`` (``curl -u KEY:`` sends a colon-less key with an empty password).
+
+    Any bytes may arrive: aiohttp hands undecodable header bytes over as lone surrogates, which are turned
+    back into the bytes sent (so they simply match no key), and base64 that is not ASCII is not base64.
+    """
     if not header:
         return ()
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer" and value:
-        return (value,)
-    if scheme.lower() != "basic" or not value:
+    try:
+        raw = header.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate no bytes decode to: it came from no client
         return ()
-    if ":" in value:
+    scheme, _, value = raw.strip().partition(b" ")
+    value = value.strip()
+    if scheme.lower() == b"bearer" and value:
+        return (value,)
+    if scheme.lower() != b"basic" or not value:
+        return ()
+    if b":" in value:
         return (value,)  # D-ID's demo sends `Basic user:password` as is
     try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
         return (value,)  # a key without a colon, sent as is
-    if ":" not in decoded:
+    if b":" not in decoded:
         return (value,)
-    user, _, password = decoded.partition(":")
+    user, _, password = decoded.partition(b":")
     return (decoded, user) if user and not password else (decoded,)
 
 
@@ -223,6 +234,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except TalkstreamError as exc:
         response = _error_response(exc)
+        if isinstance(exc, RequestTimeoutError):
+            response.force_close()  # the rest of that body is not worth waiting for
         if exc.status == 401 and request.headers.get("Sec-Fetch-Dest") == "empty":
             # A page's fetch(): a Basic challenge would make the browser hold the request and ask the
             # person for a password (headless: forever). Name the same scheme under another name.
@@ -236,6 +249,20 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = _error_response(RequestError("request body too large"))
     except web.HTTPException:
         raise
+    except ConnectionError as exc:
+        if not _client_gone(request):
+            _log.exception("%s %s failed", request.method, request.path)
+            response = _error_response(InternalServerError())
+        else:  # the client went away mid-request: nothing to answer, nothing wrong here
+            _log.info(
+                "%s %s %s -> client gone (%s, %.1f ms)",
+                request.method,
+                request.path,
+                stream_id,
+                exc,
+                (time.perf_counter() - started) * 1000,
+            )
+            return _error_response(RequestError("the client closed the connection"))
     except Exception:
         _log.exception("%s %s failed", request.method, request.path)
         response = _error_response(InternalServerError())
@@ -250,10 +277,21 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def _body(request: web.Request) -> Any:
+    """The request's JSON body ({} if none); 408 if it does not arrive within the app's body timeout."""
     if not request.can_read_body:
         return {}
-    raw = await request.read()
+    limit = request.app[BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(limit):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeoutError(f"the request body did not arrive within {limit:g} s") from None
     if not raw.strip():
         return {}
     try:
@@ -322,13 +360,18 @@ def create_app(
     keys: KeyRing,
     *,
     limits: RequestLimits | None = None,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     extra_routes: Iterable[web.RouteDef] = (),
 ) -> web.Application:
-    """The streams API as an aiohttp application (the service's lifetime is the caller's)."""
+    """The streams API as an aiohttp application (the service's lifetime is the caller's).
+
+    `body_timeout`: seconds a request body may take to arrive in full (408 after that).
+    """
     app = web.Application(middlewares=[_cors, _errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
     app[KEYS] = keys
     app[LIMITS] = limits if limits is not None else RequestLimits()
+    app[BODY_TIMEOUT] = body_timeout
     app.add_routes(
         [
             web.post("/talks/streams", create_stream),

@@ -19,7 +19,8 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-__all__ = ["Served", "bench_main", "encode_wav", "machine", "media_server", "served"]
+__all__ = ["Served", "bench_main", "encode_wav", "machine", "media_server", "served", "serving"]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -49,38 +50,74 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.asynccontextmanager
-async def served(*extra: str) -> AsyncIterator[Served]:
-    """Run `talkstream serve` on a free 127.0.0.1 port with a fresh key."""
-    port, key = _free_port(), f"bench:{secrets.token_urlsafe(12)}"
-    command: Sequence[str] = [
-        sys.executable,
-        "-m",
-        "talkstream.adapters.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--requests-per-second",  # benchmarks measure speed, not the request-rate limit
-        "1000000",
-        *extra,
-    ]
-    server = await asyncio.create_subprocess_exec(
-        *command,
-        env={**os.environ, "TALKSTREAM_API_KEYS": key},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _serve_command(port: int, extra: Sequence[str], rate_limited: bool) -> list[str]:
+    command = [sys.executable, "-m", "talkstream.adapters.cli", "serve", "--port", str(port)]
+    if not rate_limited:  # benchmarks measure speed, not the request-rate limit
+        command += ["--requests-per-second", "1000000"]
+    return [*command, *extra]
+
+
+def _port_open(port: int) -> bool:
     try:
-        for _ in range(400):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+        with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def served(*extra: str, log: Path | None = None, rate_limited: bool = False) -> AsyncIterator[Served]:
+    """Run `talkstream serve` on a free 127.0.0.1 port with a fresh key; its output goes to `log` if given."""
+    port, key = _free_port(), f"bench:{secrets.token_urlsafe(12)}"
+    # opening a local log file does not block the loop for long enough to matter
+    with open(log, "wb") if log is not None else contextlib.nullcontext() as out:  # noqa: ASYNC230
+        server = await asyncio.create_subprocess_exec(
+            *_serve_command(port, extra, rate_limited),
+            env={**os.environ, "TALKSTREAM_API_KEYS": key},
+            stdout=out or subprocess.DEVNULL,
+            stderr=out or subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(400):
+                if _port_open(port):
                     break
-            except OSError:
                 await asyncio.sleep(0.05)
-        yield Served(f"http://127.0.0.1:{port}", key, server.pid)
-    finally:
-        server.terminate()
-        await server.wait()
+            yield Served(f"http://127.0.0.1:{port}", key, server.pid)
+        finally:
+            if server.returncode is None:
+                server.terminate()
+            await server.wait()
+
+
+@contextlib.contextmanager
+def serving(
+    *extra: str,
+    log: Path,
+    rate_limited: bool = True,
+    preexec_fn: Callable[[], object] | None = None,
+) -> Iterator[Served]:
+    """`served` for synchronous callers (test fixtures), output always to `log`; it waits for the process
+    to end on leaving, so the log is complete then."""
+    port, key = _free_port(), f"test:{secrets.token_urlsafe(12)}"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            _serve_command(port, extra, rate_limited),
+            env={**os.environ, "TALKSTREAM_API_KEYS": key},
+            stdout=out,
+            stderr=out,
+            preexec_fn=preexec_fn,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _port_open(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"talkstream serve did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.05)
+            yield Served(f"http://127.0.0.1:{port}", key, server.pid)
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(timeout=30)
 
 
 @contextlib.asynccontextmanager

@@ -13,6 +13,7 @@ into the classes below.
     │   ├── AuthorizationError           401 AuthorizationError
     │   ├── PermissionDeniedError        403 PermissionError
     │   ├── NotFoundError                404 NotFound               unknown stream, or another key's
+    │   ├── RequestTimeoutError          408 RequestTimeoutError    the body did not arrive in time
     │   ├── NotReadyError                409 NotReadyError          names the session's state
     │   │   └── IllegalTransition        409 NotReadyError          (state, input) not in the table
     │   ├── UnsupportedMediaTypeError    415 UnsupportedMimeTypeError
@@ -52,6 +53,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitedError",
     "RequestError",
+    "RequestTimeoutError",
     "ServerError",
     "ServiceUnavailableError",
     "SessionError",
@@ -169,6 +171,14 @@ class NotFoundError(RequestError):
     default_description = "not found"
 
 
+class RequestTimeoutError(RequestError):
+    """The request's body did not arrive within the server's time limit (408)."""
+
+    kind = "RequestTimeoutError"
+    status = 408
+    default_description = "the request did not arrive in time"
+
+
 class NotReadyError(RequestError):
     kind = "NotReadyError"
     status = 409
@@ -278,6 +288,7 @@ _BY_KIND: Mapping[str, type[TalkstreamError]] = {
         AuthorizationError,
         PermissionDeniedError,
         NotFoundError,
+        RequestTimeoutError,
         NotReadyError,
         UnsupportedMediaTypeError,
         RateLimitedError,
@@ -294,6 +305,7 @@ _BY_STATUS: Mapping[int, type[TalkstreamError]] = {
         AuthorizationError,
         PermissionDeniedError,
         NotFoundError,
+        RequestTimeoutError,
         NotReadyError,
         UnsupportedMediaTypeError,
         InternalServerError,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +21,11 @@ from aiohttp.test_utils import TestServer
 from talkstream.adapters.bootstrap import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.server import Limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from served import Served, serving  # bench/served.py: `talkstream serve` in a process of its own
+
+__all__ = ["Served", "serving"]
 
 KEY = "test-user:test-secret"
 OTHER_KEY = "other-user:other-secret"
