@@ -56,7 +56,8 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-# Not part of `make test`: about 20 minutes, most of it the 5-minute lip-sync talk and the concurrency sweep.
+# Not part of `make test`: about 26 minutes, most of it the 5-minute lip-sync talk, the 6-minute churn and
+# the concurrency sweep.
 # Each writes bench/results/<name>.json; summary.py prints the table and draws the plots from them.
 bench: setup browser-deps
 	$(BIN)/python bench/engine.py
@@ -67,6 +68,7 @@ bench: setup browser-deps
 	$(BIN)/python bench/lipsync.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/churn.py
 	$(BIN)/python bench/replay_suite.py
 	$(BIN)/python bench/summary.py
 

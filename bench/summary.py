@@ -148,6 +148,40 @@ def _idle(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _churn(r: dict[str, Any]) -> list[Row]:
+    rss, t = r["rss_mb"], r["targets"]
+    rows = [
+        (
+            f"churn: {r['clients']} clients x {r['minutes']:g} min, server RSS peak, MB",
+            f"{rss['peak']}",
+            f"<= {t['rss_limit_mb']:.0f}",
+            _verdict(t["rss_met"]),
+        ),
+        (
+            "churn: cycles / errors (client, server log)",
+            f"{r['cycles']} / {sum(r['client_errors'].values())}, {r['server_log_errors']}",
+            "0 errors",
+            _verdict(not r["client_errors"] and not r["server_log_errors"]),
+        ),
+        (
+            "churn: threads peak, RSS after idle, MB",
+            f"{r['threads']['peak']}, {rss['after_idle']}",
+            "",
+            "",
+        ),
+    ]
+    if t["flat_met"] is not None:
+        rows.append(
+            (
+                "churn: RSS at the end vs minute 5",
+                f"{t['end_vs_minute5'] * 100:+.1f} %",
+                "within 5 %",
+                _verdict(t["flat_met"]),
+            )
+        )
+    return rows
+
+
 def _replay(r: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -167,6 +201,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "lipsync": _lipsync,
     "concurrency": _concurrency,
     "idle": _idle,
+    "churn": _churn,
     "engine": _engine,
     "replay_suite": _replay,
     "animation": _animation,

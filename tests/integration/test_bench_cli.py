@@ -40,6 +40,11 @@ def bench(script: str, *arguments: str) -> str:
             {"engine_inputs_per_s", "bare_inputs_per_s", "targets"},
         ),
         ("animation", ["--frames", "3"], {"rows", "targets"}),
+        (
+            "churn",
+            ["--minutes", "0.15", "--clients", "2", "--idle-minutes", "0.05"],
+            {"cycles", "rss_mb", "threads", "fds", "targets"},
+        ),
     ],
 )
 def test_a_benchmark_writes_its_json_and_reports(

@@ -1,0 +1,209 @@
+"""Churn: clients cycling create -> connect -> talk -> delete for minutes; what the server holds meanwhile.
+
+    .venv/bin/python bench/churn.py [--minutes 5] [--clients 8] [--idle-minutes 1] [--json PATH]
+
+`talkstream serve` runs in its own process (its log kept beside the results); this process runs `--clients`
+clients at once, each repeating: create a stream on the bundled photo (512 px), connect over aiortc, speak
+one short sentence, wait for `stream/done`, delete. Every 5 s it reads the server process's resident memory
+(RSS as the operating system reports it: nothing trimmed, nothing collected on the server's behalf), open
+descriptors and threads; then it stops the clients and keeps reading for `--idle-minutes` to see what is
+given back. Errors are the clients' failed cycles plus the server log's ERROR lines and tracebacks.
+
+Targets (issue 12): RSS stays <= 450 MB with 8 churning clients; a 30-minute run (`--minutes 30`) ends within
+5 % of its minute-5 RSS. Writes churn.json and churn.png (RSS, threads and descriptors over time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import psutil
+from served import bench_main, machine, served  # bench/served.py, beside this file
+
+from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.engine.client import StreamClient
+from talkstream.engine.retry import RetryPolicy
+from talkstream.transports.aiortc_client import AiortcClientTransport
+from talkstream.transports.sink import MediaSink
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+MB = 1_000_000
+SAMPLE_SECONDS = 5.0
+RSS_LIMIT_MB = 450.0
+FLAT_WITHIN = 0.05
+TEXT = "Hello there. This is one more short talk from the churn benchmark."
+
+
+class Sampler:
+    """Reads the server process every few seconds: (seconds since start, RSS MB, fds, threads)."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.samples: list[tuple[float, float, int, int]] = []
+        self.started = time.monotonic()
+
+    def read(self) -> None:
+        with self.process.oneshot():
+            self.samples.append(
+                (
+                    round(time.monotonic() - self.started, 1),
+                    round(self.process.memory_info().rss / MB, 1),
+                    self.process.num_fds(),
+                    self.process.num_threads(),
+                )
+            )
+
+    async def run(self) -> None:
+        while True:
+            self.read()
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    def at(self, seconds: float) -> tuple[float, float, int, int]:
+        """The last sample taken at or before `seconds`."""
+        before = [s for s in self.samples if s[0] <= seconds + 0.5]
+        return before[-1] if before else self.samples[0]
+
+
+async def churn(base: str, key: str, clients: int, until: float, errors: collections.Counter[str]) -> int:
+    """Run `clients` cycling clients until the monotonic time `until`; return the cycles completed."""
+    done = 0
+
+    async def one_client() -> None:
+        nonlocal done
+        client = StreamClient(AiohttpAdapter(base, key), AiortcClientTransport(), retry=RetryPolicy.none())
+        async with client:
+            while time.monotonic() < until:
+                try:
+                    stream = await client.create("bundled:astronaut", sink=MediaSink())
+                    try:
+                        await stream.connected(within=30)
+                        talk = await stream.talk(text=TEXT)
+                        await talk.done(within=60)
+                    finally:
+                        await stream.close()
+                    done += 1
+                except Exception as exc:
+                    errors[type(exc).__name__] += 1
+                    await asyncio.sleep(1.0)
+
+    await asyncio.gather(*(one_client() for _ in range(clients)))
+    return done
+
+
+def server_errors(log: Path) -> int:
+    text = log.read_text(errors="replace")
+    return sum(1 for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback"))
+
+
+def plot(samples: list[tuple[float, float, int, int]], churn_seconds: float, path: Path) -> None:
+    minutes = [s[0] / 60 for s in samples]
+    fig, (rss, counts) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    rss.plot(minutes, [s[1] for s in samples], "-", color="tab:blue")
+    rss.axhline(RSS_LIMIT_MB, color="tab:red", ls=":", lw=1, label=f"target {RSS_LIMIT_MB:.0f} MB")
+    rss.axvline(churn_seconds / 60, color="grey", ls="--", lw=0.8, label="clients stop")
+    rss.set(ylabel="server RSS, MB", title="talkstream serve under churn")
+    rss.legend(loc="lower right")
+    counts.plot(minutes, [s[3] for s in samples], "-", label="threads")
+    counts.plot(minutes, [s[2] for s in samples], "-", label="open descriptors")
+    counts.axvline(churn_seconds / 60, color="grey", ls="--", lw=0.8)
+    counts.set(xlabel="minutes", ylabel="count")
+    counts.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    log = args.json.parent / "churn-serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    errors: collections.Counter[str] = collections.Counter()
+    async with served(log=log) as server:
+        sampler = Sampler(server.pid)
+        sampler.read()
+        sampling = asyncio.ensure_future(sampler.run())
+        churn_seconds = args.minutes * 60
+        cycles = await churn(server.base, server.key, args.clients, time.monotonic() + churn_seconds, errors)
+        churn_seconds = time.monotonic() - sampler.started
+        await asyncio.sleep(args.idle_minutes * 60)
+        sampler.read()
+        sampling.cancel()
+        await asyncio.gather(sampling, return_exceptions=True)
+    samples = sampler.samples
+    during = [s for s in samples if s[0] <= churn_seconds]
+    per_minute = [sampler.at(60.0 * m) for m in range(0, int(churn_seconds // 60) + 1)]
+    end = during[-1]
+    minute5 = sampler.at(300.0) if churn_seconds >= 360 else None
+    flat = abs(end[1] - minute5[1]) / minute5[1] if minute5 else None
+    plot_path = args.json.parent / "churn.png"
+    plot(samples, churn_seconds, plot_path)
+    peak_rss = max(s[1] for s in during)
+    return {
+        "benchmark": "churn",
+        "machine": machine(),
+        "clients": args.clients,
+        "minutes": args.minutes,
+        "cycles": cycles,
+        "cycles_per_minute": round(cycles / (churn_seconds / 60), 1),
+        "client_errors": dict(errors),
+        "server_log_errors": server_errors(log),
+        "rss_mb": {
+            "start": samples[0][1],
+            "per_minute": [m[1] for m in per_minute],
+            "peak": peak_rss,
+            "end_of_churn": end[1],
+            "after_idle": samples[-1][1],
+        },
+        "threads": {"start": samples[0][3], "peak": max(s[3] for s in during), "after_idle": samples[-1][3]},
+        "fds": {"start": samples[0][2], "peak": max(s[2] for s in during), "after_idle": samples[-1][2]},
+        "samples": samples,
+        "plot": str(plot_path),
+        "targets": {
+            "rss_limit_mb": RSS_LIMIT_MB,
+            "rss_met": peak_rss <= RSS_LIMIT_MB,
+            "end_vs_minute5": None if flat is None else round(flat, 4),
+            "flat_met": None if flat is None else flat <= FLAT_WITHIN,
+        },
+    }
+
+
+def report(r: dict[str, Any]) -> str:
+    rss, t = r["rss_mb"], r["targets"]
+    flat = (
+        "n/a (run --minutes 30)"
+        if t["flat_met"] is None
+        else f"{t['end_vs_minute5'] * 100:+.1f} % vs minute 5 ({'met' if t['flat_met'] else 'MISSED'})"
+    )
+    return "\n".join(
+        [
+            f"churn: {r['clients']} clients x {r['minutes']} min: {r['cycles']} cycles "
+            f"({r['cycles_per_minute']}/min), client errors {r['client_errors'] or 0}, "
+            f"server log errors {r['server_log_errors']}",
+            f"  RSS MB per minute: {rss['per_minute']}",
+            f"  RSS peak {rss['peak']} MB (target <= {t['rss_limit_mb']:.0f}: "
+            f"{'met' if t['rss_met'] else 'MISSED'}); end {flat}; after idle {rss['after_idle']} MB",
+            f"  threads start/peak/after idle {r['threads']['start']}/{r['threads']['peak']}/"
+            f"{r['threads']['after_idle']}; "
+            f"fds {r['fds']['start']}/{r['fds']['peak']}/{r['fds']['after_idle']}",
+            f"  plot: {r['plot']}",
+        ]
+    )
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=5.0, help="how long the clients churn (default 5)")
+    parser.add_argument("--clients", type=int, default=8, help="clients cycling at once (default 8)")
+    parser.add_argument(
+        "--idle-minutes", type=float, default=1.0, help="minutes to watch after they stop (default 1)"
+    )
+
+
+if __name__ == "__main__":
+    bench_main("churn", __doc__, options, main, report)
