@@ -87,7 +87,17 @@ def serve(args: argparse.Namespace) -> int:
     from talkstream.avatar.fetch import FetchPolicy
 
     from .bootstrap import ServerSettings, build_app
-    from .serving import ConnectionLimits, default_max_connections, raise_descriptor_limit, serve_app
+    from .http_server import SERVICE
+    from .serving import (
+        ConnectionLimits,
+        MemoryKeeper,
+        default_max_connections,
+        raise_descriptor_limit,
+        serve_app,
+        tune_process,
+    )
+
+    tuned = tune_process()  # before any thread starts: few malloc arenas, one FFmpeg thread per graph
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("transitions").setLevel(logging.WARNING)  # its per-callback lines drown ours
@@ -132,11 +142,15 @@ def serve(args: argparse.Namespace) -> int:
             print(f"demo page: {base}/ (type your key there)", flush=True)
         print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
         logging.getLogger("talkstream").info(
-            "open files allowed: %d; connections served at once: %d", descriptors, connections
+            "open files allowed: %d; connections served at once: %d; process tuning: %s",
+            descriptors,
+            connections,
+            ", ".join(name for name, done in tuned.items() if done) or "none available",
         )
 
     limits = ConnectionLimits(max_connections=connections, header_timeout=args.header_timeout)
-    asyncio.run(serve_app(app, args.host, args.port, limits, started=started))
+    keeper = MemoryKeeper(lambda: app[SERVICE].closed_count)
+    asyncio.run(serve_app(app, args.host, args.port, limits, started=started, keeper=keeper))
     return 0
 
 

@@ -17,6 +17,7 @@ touch pixels outside the face regions.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import attrs
@@ -93,10 +94,27 @@ class _Region:
         self.grid_x, self.grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         self.field = field.astype(np.float32)
 
-    def pulled(self, amount: float) -> Image:
-        """The region with every pixel sampled `amount * field` pixels above where it sits."""
-        map_y = self.grid_y - self.field * np.float32(amount)
-        return cv2.remap(self.still, self.grid_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    def pulled(self, amount: float, scratch: _Scratch) -> Image:
+        """The region with every pixel sampled `amount * field` pixels above where it sits (in `scratch`)."""
+        map_y = scratch.get(("map", id(self)), self.grid_y.shape, np.float32)
+        cv2.scaleAdd(self.field, -float(amount), self.grid_y, dst=map_y)
+        out = scratch.get(("pulled", id(self)), self.still.shape, np.uint8)
+        cv2.remap(self.still, self.grid_x, map_y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
+        return out
+
+
+class _Scratch:
+    """Work buffers one thread reuses from frame to frame, so that drawing a frame allocates nothing the
+    size of the picture (at 25 frames a second per stream, such buffers churn the allocator)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[Any, Image] = {}
+
+    def get(self, key: Any, shape: tuple[int, ...], dtype: Any) -> Image:
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+            buffer = self._buffers[key] = np.empty(shape, dtype)
+        return buffer
 
 
 class Animator:
@@ -128,7 +146,10 @@ class Animator:
         self._max_drop = max(2.0, face.h * 0.09)  # jaw drop at full openness, in pixels
         self._mouth = self._mouth_region(face, mouth)
         self._eyes = [self._eye_region(eye) for eye in self.eye_boxes]
-        self._interior = np.array([34, 30, 52], dtype=np.float32)  # the mouth's dark inside, BGR
+        # the mouth's dark inside (BGR), as an image the size of the mouth region, for per-pixel blending
+        self._interior = np.empty_like(self._mouth.still)
+        self._interior[:] = (34, 30, 52)
+        self._scratch = threading.local()  # each thread that draws frames has its own work buffers
         # Head motion: the whole face region (hair to chin) moves a few pixels and tilts a little, feathered
         # into the still background, so only that region changes from frame to frame.
         self.motion = max(0.0, motion)
@@ -152,8 +173,10 @@ class Animator:
         ys = np.minimum(np.arange(h), np.arange(h)[::-1]).astype(np.float32)[:, None] / max(h * 0.18, 1.0)
         xs = np.minimum(np.arange(w), np.arange(w)[::-1]).astype(np.float32)[None, :] / max(w * 0.18, 1.0)
         feather = np.clip(np.minimum(ys, xs), 0.0, 1.0)
-        feather = (feather * feather * (3 - 2 * feather))[..., None]  # smoothstep
-        return left, top, right, bottom, feather.astype(np.float32)
+        feather = feather * feather * (3 - 2 * feather)  # smoothstep
+        self._head_still = np.ascontiguousarray(self.base[top:bottom, left:right])
+        self._feather_out = np.ascontiguousarray(1.0 - feather, dtype=np.float32)  # weight of the still
+        return left, top, right, bottom, np.ascontiguousarray(feather, dtype=np.float32)
 
     def head_pose(self, at: float, openness: float = 0.0) -> tuple[float, float, float]:
         """(dx, dy, degrees) of the head at time `at` seconds into a talk: slow sway, a nod with speech."""
@@ -214,35 +237,49 @@ class Animator:
         """The photo at the output size, I420, nothing moved."""
         return self._base_i420.copy()
 
-    def frame(self, openness: float, blink: float = 0.0, at: float | None = None) -> Image:
-        """One I420 frame: mouth `openness` and eyelid `blink` in [0, 1]; head motion at time `at` (s)."""
-        out = self._base_i420.copy()
+    def frame(
+        self, openness: float, blink: float = 0.0, at: float | None = None, *, out: Image | None = None
+    ) -> Image:
+        """One I420 frame: mouth `openness` and eyelid `blink` in [0, 1]; head motion at time `at` (s).
+
+        With `out` (an array shaped like `still()`), the frame is drawn there and returned; otherwise into a
+        new array. Apart from `out`, nothing the size of the picture is allocated per frame.
+        """
+        scratch: _Scratch | None = getattr(self._scratch, "buffers", None)
+        if scratch is None:
+            scratch = self._scratch.buffers = _Scratch()
+        if out is None:
+            out = self._base_i420.copy()
+        else:
+            np.copyto(out, self._base_i420)
         openness = min(max(openness * self.mouth_gain, 0.0), 1.0)
         pose = self.head_pose(at, openness) if at is not None else (0.0, 0.0, 0.0)
         moving = abs(pose[0]) + abs(pose[1]) + abs(pose[2]) > 0.05
         if not moving:
             if openness > 0.02:
-                self._paste(out, self._open_mouth(openness), self._mouth)
+                self._paste(out, self._open_mouth(openness, scratch), self._mouth, scratch)
             if blink > 0.05:
                 for eye in self._eyes:
-                    self._paste(out, eye.pulled(min(blink, 1.0)), eye)
+                    self._paste(out, eye.pulled(min(blink, 1.0), scratch), eye, scratch)
             return out
         # Draw mouth and eyes into the head region, then move the region as one.
         left, top, right, bottom, feather = self._head
-        head = self.base[top:bottom, left:right].copy()
+        head = scratch.get("head", self._head_still.shape, np.uint8)
+        np.copyto(head, self._head_still)
         if openness > 0.02:
-            self._put(head, self._open_mouth(openness), self._mouth, left, top)
+            self._put(head, self._open_mouth(openness, scratch), self._mouth, left, top)
         if blink > 0.05:
             for eye in self._eyes:
-                self._put(head, eye.pulled(min(blink, 1.0)), eye, left, top)
+                self._put(head, eye.pulled(min(blink, 1.0), scratch), eye, left, top)
         h, w = head.shape[:2]
         matrix = cv2.getRotationMatrix2D((w / 2, h * 0.7), pose[2], 1.0)
         matrix[0, 2] += pose[0]
         matrix[1, 2] += pose[1]
-        moved = cv2.warpAffine(head, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        still = self.base[top:bottom, left:right]
-        blended = (moved * feather + still * (1.0 - feather)).astype(np.uint8)
-        self._paste_box(out, blended, left, top, right, bottom)
+        moved = scratch.get("moved", head.shape, np.uint8)
+        cv2.warpAffine(head, matrix, (w, h), dst=moved, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        blended = scratch.get("blended", head.shape, np.uint8)
+        cv2.blendLinear(moved, self._head_still, feather, self._feather_out, dst=blended)
+        self._paste_box(out, blended, left, top, right, bottom, scratch)
         return out
 
     @staticmethod
@@ -254,38 +291,47 @@ class Animator:
         if y1 > y0 and x1 > x0:
             head[y0:y1, x0:x1] = pixels[y0 - y : y1 - y, x0 - x : x1 - x]
 
-    def _open_mouth(self, openness: float) -> Image:
+    def _open_mouth(self, openness: float, scratch: _Scratch) -> Image:
         region = self._mouth
-        pixels = region.pulled(openness)
+        pixels = region.pulled(openness, scratch)
         gap = openness * self._max_drop
         if gap >= 1.0:
             h, w = pixels.shape[:2]
-            mask: Image = np.zeros((h, w), np.uint8)
+            mask = scratch.get("mask", (h, w), np.uint8)
+            mask.fill(0)
             center = (round(self._mouth_center_x), round(self._lip_line + gap * 0.45))
             axes = (max(1, round(self._mouth_half_width * (0.7 + 0.3 * openness))), max(1, round(gap * 0.55)))
             cv2.ellipse(mask, center, axes, 0, 0, 360, 255, -1, lineType=cv2.LINE_AA)
-            soft = cv2.GaussianBlur(mask, (5, 5), 0)  # soft lips, no cut-out edge
-            alpha = soft.astype(np.float32)[..., None] * (0.92 / 255.0)
-            pixels = (pixels * (1.0 - alpha) + self._interior * alpha).astype(np.uint8)
+            soft = scratch.get("soft", (h, w), np.uint8)
+            cv2.GaussianBlur(mask, (5, 5), 0, dst=soft)  # soft lips, no cut-out edge
+            inside = scratch.get("inside", (h, w), np.float32)
+            np.multiply(soft, np.float32(0.92 / 255.0), out=inside, casting="unsafe")
+            lips = scratch.get("lips", (h, w), np.float32)
+            np.subtract(np.float32(1.0), inside, out=lips)
+            cv2.blendLinear(pixels, self._interior, lips, inside, dst=pixels)
         return pixels
 
-    def _paste(self, out: Image, pixels: Image, region: _Region) -> None:
-        self._paste_box(out, pixels, region.left, region.top, region.right, region.bottom)
+    def _paste(self, out: Image, pixels: Image, region: _Region, scratch: _Scratch) -> None:
+        self._paste_box(out, pixels, region.left, region.top, region.right, region.bottom, scratch)
 
-    def _paste_box(self, out: Image, pixels: Image, left: int, top: int, right: int, bottom: int) -> None:
+    def _paste_box(
+        self, out: Image, pixels: Image, left: int, top: int, right: int, bottom: int, scratch: _Scratch
+    ) -> None:
         # The same conversion as the whole frame's, so the region matches its surroundings exactly.
         h, w = bottom - top, right - left
-        i420 = cv2.cvtColor(pixels, cv2.COLOR_BGR2YUV_I420).reshape(-1)
-        out[top:bottom, left:right] = i420[: h * w].reshape(h, w)
+        i420 = scratch.get(("i420", h, w), (h * 3 // 2, w), np.uint8)
+        cv2.cvtColor(pixels, cv2.COLOR_BGR2YUV_I420, dst=i420)
+        flat_region = i420.reshape(-1)
+        out[top:bottom, left:right] = flat_region[: h * w].reshape(h, w)
         flat = out.reshape(-1)
         width, height = self.width, self.height
         luma, chroma = width * height, (width // 2) * (height // 2)
         u_plane = flat[luma : luma + chroma].reshape(height // 2, width // 2)
         v_plane = flat[luma + chroma :].reshape(height // 2, width // 2)
         quarter = (h // 2) * (w // 2)
-        u_plane[top // 2 : bottom // 2, left // 2 : right // 2] = i420[h * w : h * w + quarter].reshape(
-            h // 2, w // 2
-        )
-        v_plane[top // 2 : bottom // 2, left // 2 : right // 2] = i420[h * w + quarter :].reshape(
+        u_plane[top // 2 : bottom // 2, left // 2 : right // 2] = flat_region[
+            h * w : h * w + quarter
+        ].reshape(h // 2, w // 2)
+        v_plane[top // 2 : bottom // 2, left // 2 : right // 2] = flat_region[h * w + quarter :].reshape(
             h // 2, w // 2
         )

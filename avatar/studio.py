@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from pathlib import Path
+from typing import Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from talkstream.engine.errors import BadRequestError, InternalServerError, TalkstreamError
@@ -33,6 +35,8 @@ from .speech import MAX_AUDIO_BYTES, TextToSpeech, audio_speech, text_speech
 __all__ = ["BUNDLED_SOURCE", "MOTION_PRESETS", "AvatarStudio", "motion_for"]
 
 _log = logging.getLogger("talkstream.avatar")
+K = TypeVar("K")
+V = TypeVar("V")
 
 BUNDLED_SOURCE = "bundled:astronaut"
 DEFAULT_RESOLUTION = 512
@@ -57,6 +61,29 @@ def motion_for(driver_url: str | None, motion_factor: float | None) -> float:
     return amount * (motion_factor if motion_factor is not None else 1.0)
 
 
+CACHED_PHOTOS = 16  # bundled and local photos whose faces are kept found
+
+
+class _Recent(Generic[K, V]):
+    """The `size` most recently used entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class AvatarStudio:
     """Faces and speech for the server (implements `engine.server.Studio`)."""
 
@@ -72,7 +99,10 @@ class AvatarStudio:
         self.fetcher = fetcher or Fetcher()
         self.media_root = media_root.resolve() if media_root is not None else None
         self.strict_voices = strict_voices
-        self._portraits: dict[str, Portrait] = {}  # bundled/local sources: detect the face once
+        # Bundled and local sources: the face is found once, and streams of the same photo, size and motion
+        # share one animator (it keeps nothing of a stream's; building one costs ~2 MB and some ms).
+        self._portraits: _Recent[str, Portrait] = _Recent(CACHED_PHOTOS)
+        self._animators: _Recent[tuple[str, int, bool, float], Animator] = _Recent(CACHED_PHOTOS * 2)
 
     async def face(self, request: CreateStreamRequest) -> Face:
         box = None
@@ -85,15 +115,23 @@ class AvatarStudio:
             True if request.config is None or request.config.stitch is None else bool(request.config.stitch)
         )
         source = request.source_url
-        portrait = self._portraits.get(source) if box is None else None
+        cacheable = box is None and not source.startswith(("http://", "https://"))
+        key = (source, resolution, stitch, motion)
+        animator = self._animators.get(key) if cacheable else None
+        if animator is not None:
+            return animator
+        portrait = self._portraits.get(source) if cacheable else None
         if portrait is None:
             data = await self._source_bytes(source)
             portrait = await asyncio.to_thread(load_portrait, data, face=box)
-            if box is None and not source.startswith(("http://", "https://")):
-                self._portraits[source] = portrait
-        return await asyncio.to_thread(
+            if cacheable:
+                self._portraits.put(source, portrait)
+        animator = await asyncio.to_thread(
             Animator, portrait, resolution=resolution, stitch=stitch, motion=motion
         )
+        if cacheable:
+            self._animators.put(key, animator)
+        return animator
 
     async def _source_bytes(self, source: str) -> bytes:
         if source.startswith("bundled:"):

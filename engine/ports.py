@@ -43,6 +43,7 @@ __all__ = [
     "Speech",
     "SpeechStream",
     "VideoCodec",
+    "VideoFrame",
 ]
 
 AUDIO_RATE = 48_000
@@ -103,7 +104,8 @@ class ServerPeer(Protocol):
         ...
 
     async def send_video(self, frame: VideoFrame, at: float) -> None:
-        """Queue one I420 frame for media time `at` (seconds since the peer's epoch)."""
+        """Queue one I420 frame for media time `at` (seconds since the peer's epoch). The caller draws the
+        next frame into the same array once this returns: a peer that keeps the frame keeps a copy."""
         ...
 
     async def send_audio(self, pcm: PCM, at: float) -> None:
@@ -203,8 +205,11 @@ class Face(Protocol):
     @property
     def height(self) -> int: ...
 
-    def frame(self, openness: float, blink: float = 0.0, at: float | None = None) -> VideoFrame:
-        """A frame: mouth `openness` and eyelid `blink` in [0, 1], the head as it is `at` s into a talk."""
+    def frame(
+        self, openness: float, blink: float = 0.0, at: float | None = None, *, out: VideoFrame | None = None
+    ) -> VideoFrame:
+        """A frame: mouth `openness` and eyelid `blink` in [0, 1], the head as it is `at` s into a talk;
+        drawn into `out` (a frame this face made before) when given, else into a new array."""
         ...
 
 

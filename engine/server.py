@@ -70,6 +70,7 @@ from .ports import (
     Speech,
     SpeechStream,
     VideoCodec,
+    VideoFrame,
 )
 from .session import SessionEngine, StreamSession
 from .states import Input, State
@@ -122,6 +123,7 @@ class Stream:
     warmup: bool
     talks: collections.deque[_Talk] = attrs.field(factory=collections.deque)
     playing: _Talk | None = None
+    canvas: VideoFrame | None = None  # the frame array the player draws into, again and again
     player: asyncio.Task[None] | None = None
     reports: asyncio.Queue[tuple[Input, str]] = attrs.field(factory=asyncio.Queue)
     reporter: asyncio.Task[None] | None = None
@@ -156,6 +158,7 @@ class StreamService:
         self.limits = limits or Limits()
         self._rng = rng or random.Random()
         self._streams: dict[str, Stream] = {}
+        self.closed_count = 0  # streams closed since the service started (for operators and housekeeping)
         self._per_key: dict[str, int] = {}
 
     # -- the five operations ------------------------------------------------------------------------------
@@ -364,6 +367,7 @@ class StreamService:
         if self._streams.get(stream_id) is not stream:
             return
         del self._streams[stream_id]
+        self.closed_count += 1
         self._release_slot(stream.session.owner)
         current = asyncio.current_task()
         for task in (stream.player, stream.reporter):
@@ -448,7 +452,8 @@ class StreamService:
                     blink = _blink(k - blink_at)
                     if k - blink_at > 6:
                         blink_at = self._next_blink(k)
-                    await peer.send_video(face.frame(openness, blink, k * FRAME_SECONDS), at)
+                    stream.canvas = face.frame(openness, blink, k * FRAME_SECONDS, out=stream.canvas)
+                    await peer.send_video(stream.canvas, at)
                     for a in range(AUDIO_PER_VIDEO):
                         index = j * AUDIO_PER_VIDEO + a
                         if index >= audio_frames:
@@ -468,7 +473,9 @@ class StreamService:
         delay = start_clock + k * FRAME_SECONDS - clock.now()
         if delay > 0:
             await clock.sleep(delay)
-        await peer.send_video(face.frame(0.0, 0.0), start_media + k * FRAME_SECONDS)
+        stream.canvas = face.frame(0.0, 0.0, out=stream.canvas)
+        await peer.send_video(stream.canvas, start_media + k * FRAME_SECONDS)
+        stream.canvas = None  # an idle stream holds no frame
 
     def _next_blink(self, frame: int) -> int:
         return frame + self._rng.randint(3 * VIDEO_FPS, 5 * VIDEO_FPS)

@@ -204,7 +204,8 @@ class MemoryServerPeer(_MemoryPeer):
         client = self.partner
         if client is not None and not self._dead and isinstance(client, MemoryClientPeer) and client.sink:
             sink = client.sink
-            self.network.later(lambda: None if client._dead else sink.video.append((at, frame)))
+            kept = frame.copy()  # the server draws its next frame into the same array
+            self.network.later(lambda: None if client._dead else sink.video.append((at, kept)))
 
     async def send_audio(self, pcm: npt.NDArray[np.int16], at: float) -> None:
         client = self.partner

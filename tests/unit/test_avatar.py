@@ -355,3 +355,47 @@ def test_espeak_reports_phonemes_on_the_audio_timeline() -> None:
     vowels = [round(t * 25) + 1 for t, p in synthesis.phonemes if viseme_openness(p) >= 0.75]
     assert min(track[f] for f in vowels if f < len(track)) >= 0.0
     assert max(track[f] for f in vowels if f < len(track)) > max(track[f] for f in m_frames) + 0.2
+
+
+def test_frames_drawn_into_one_array_allocate_nothing_the_size_of_the_picture(portrait) -> None:  # type: ignore[no-untyped-def]
+    """At 25 frames a second per stream, picture-sized temporaries churned the allocator (issue: RSS grew
+    under churn). Drawing into `out` reuses per-thread work buffers once they exist."""
+    import tracemalloc
+
+    animator = Animator(portrait, resolution=512, motion=1.0)
+    out = animator.still()
+    expected = [animator.frame(o, b, at) for o, b, at in ((0.8, 0.0, 1.3), (0.3, 1.0, 2.1), (1.0, 0.5, 0.4))]
+    tracemalloc.start()
+    try:
+        for (o, b, at), want in zip(
+            ((0.8, 0.0, 1.3), (0.3, 1.0, 2.1), (1.0, 0.5, 0.4)), expected, strict=True
+        ):
+            tracemalloc.reset_peak()
+            base = tracemalloc.get_traced_memory()[0]
+            assert animator.frame(o, b, at, out=out) is out
+            assert tracemalloc.get_traced_memory()[1] - base < 64 * 1024  # one frame is 384 KiB
+            assert np.array_equal(out, want)
+    finally:
+        tracemalloc.stop()
+
+
+async def test_streams_of_one_photo_share_its_animator() -> None:
+    from talkstream.avatar.studio import AvatarStudio
+    from talkstream.engine.messages import CreateStreamRequest
+
+    studio = AvatarStudio(tts=None)
+    try:
+        first = await studio.face(CreateStreamRequest.from_json({"source_url": "bundled:astronaut"}))
+        again = await studio.face(CreateStreamRequest.from_json({"source_url": "bundled:astronaut"}))
+        smaller = await studio.face(
+            CreateStreamRequest.from_json({"source_url": "bundled:astronaut", "output_resolution": 256})
+        )
+        boxed = await studio.face(
+            CreateStreamRequest.from_json(
+                {"source_url": "bundled:astronaut", "face": {"top_left": [150, 50], "size": 120}}
+            )
+        )
+    finally:
+        await studio.aclose()
+    assert again is first and smaller is not first and smaller.width == 256
+    assert boxed is not first  # a face box given with the request is that request's own
