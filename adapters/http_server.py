@@ -7,13 +7,15 @@ error bodies; every decision about streams is the service's.
 
 * Auth: ``Authorization: Basic <key>`` with the key as is (``user:password``, as D-ID's demo sends it) or
   base64-encoded (standard Basic; a key with no colon may come as the user with an empty password, as
-  ``curl -u KEY:`` sends it), or ``Bearer <key>``. Keys compare in constant time. A stream belongs to
+  ``curl -u KEY:`` sends it), or ``Bearer <key>``. Keys compare in constant time, as the bytes sent: any
+  bytes may arrive, and what is not a key is a 401. A stream belongs to
   the key that made it; the owner recorded is a digest of the key, which is never logged. Keys may be
   limited to some permissions (`KeyRing`); using another is 403 ``PermissionError``. Each key's request
   rate and the server's are limited (`RequestLimits`): over either, 429 with ``Retry-After``.
 * Errors: every `TalkstreamError` becomes ``{"kind", "description", "details"?}`` with its status and
   headers (``Retry-After`` on 429, ``WWW-Authenticate`` on 401); unknown routes and methods answer in the
-  same shape; anything unexpected is logged and answered as 500 ``InternalServerError``.
+  same shape; anything unexpected is logged and answered as 500 ``InternalServerError``. A body that does
+  not arrive within ``body_timeout`` is a 408; a client gone mid-request is one log line, not an error.
 * CORS for pages on other origins (D-ID's demo runs on its own little server), preflight included.
 * One log line per request, with the stream id when there is one.
 

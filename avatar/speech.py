@@ -1,8 +1,10 @@
 """Speech for a talk: 48 kHz mono PCM and, on the same timeline, how open the mouth is in each video frame.
 
 Why it exists: a talk is either text (spoken by a local text-to-speech engine) or an audio file the caller
-names. Both end as one `Speech`: the samples the audio track sends, and one mouth openness per 40 ms video
-frame computed from the very samples sent, so the mouth and the sound cannot drift apart.
+names. Both become a `SpeechStream` of `Speech` stretches made while the talk plays, one stretch ahead
+(`text_speech`, `audio_speech`): the samples the audio track sends, and one mouth openness per 40 ms video
+frame computed from the very samples sent (`MouthTracker`), so the mouth and the sound cannot drift apart
+and a talk's memory does not grow with its length.
 
 * Audio files are decoded with PyAV from the downloaded bytes, with the container format chosen from a
   whitelist by sniffing the bytes (mp3, wav, flac, m4a/mp4): ffmpeg is never handed a URL or left to guess.
@@ -14,8 +16,9 @@ frame computed from the very samples sent, so the mouth and the sound cannot dri
   refused with a clear error. SSML: ``<break time="..."/>``
   becomes silence and every other tag is stripped.
 
-What it must never do: decode a format outside the whitelist, or hold the event loop for a long synthesis
-(callers run `synthesize` in a thread; the espeak library is global, so a lock serialises it).
+What it must never do: decode a format outside the whitelist, make a whole long talk at once, or hold the
+event loop for a synthesis (stretches are made in a worker thread; the espeak library is global, so a lock
+serialises it).
 """
 
 from __future__ import annotations

@@ -4,13 +4,15 @@ Why it exists: the HTTP adapter parses requests into messages and calls one meth
 this service owns the live streams and drives each one's session through the state machine:
 
 * create makes the peer and its offer (``offer_sent``); sdp applies the answer (``answer_received``);
-  ice adds candidates, which the peer buffers until the answer (``candidate_received``); talk prepares
-  the speech first, then queues the talk (``talk_requested``); delete closes (``delete_requested``).
+  ice adds candidates, which the peer buffers until the answer (``candidate_received``); talk starts
+  the speech (its first stretch, so a talk that cannot start is refused), checks the speech waiting on
+  the stream, then queues the talk (``talk_requested``); delete closes (``delete_requested``).
 * The order of every operation is: find the stream (another key's is "not found"), check the session
   id, check the state allows the input, do the work that can fail on bad input, and only then apply the
   input. So a rejected request changes nothing.
 * Each stream has one player task that plays queued talks in order, in real time on the engine's clock:
-  ``stream/started`` on the data channel, then audio and video frames on one timeline, then
+  ``stream/started`` on the data channel, then audio and video frames on one timeline (each stretch of
+  speech asked for while the one before it plays, each frame drawn into the stream's one canvas), then
   ``stream/done``. With no talk queued nothing is sent.
 * Timers (idle expiry, connect timeout) live in the session; peer reports (ICE connected, failed,
   closed) arrive as inputs through a queue task, never inside aiortc's callbacks. Whatever closes a
