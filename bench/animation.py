@@ -66,11 +66,14 @@ def run(frames: int) -> dict[str, Any]:
     rows = []
     for size in (256, 512, 1024):
         animator = Animator(portrait, resolution=size, motion=0.6)
+        canvas = animator.still()
         start = time.perf_counter()
+        for k in range(frames):  # as the server draws: every frame into the stream's one canvas
+            animator.frame(float(track[k]), 1.0 if k % 100 < 3 else 0.0, k / 25, out=canvas)
+        animate = (time.perf_counter() - start) / frames * 1000
         rendered = [
             animator.frame(float(track[k]), 1.0 if k % 100 < 3 else 0.0, k / 25) for k in range(frames)
         ]
-        animate = (time.perf_counter() - start) / frames * 1000
         # For comparison, a naive sway that moves the whole picture by a fraction of a pixel and a
         # fraction of a degree each frame, the case the animator is built to avoid.
         h, w = animator.height, animator.width
