@@ -66,6 +66,69 @@ async def test_a_scenario_whose_expectation_is_wrong_fails(tmp_path: Path) -> No
     )
 
 
+_TALKED = (
+    "name: {name}\nrequires: [virtual_clock]\nsteps:\n"
+    "  - create: {{as: s}}\n  - connect: {{stream: s}}\n"
+    "  - talk: {{stream: s, text: Hello there., as: t}}\n  - wait: {{talk: t, within: 30}}\n"
+)
+# Each check of the format, once as it holds and once broken: the broken one must fail at that step, naming
+# what it saw. (step, the check as it holds, the same check broken, words the failure must carry)
+CHECKS = {
+    "state": ("expect", "{stream: s, state: connected}", "{stream: s, state: talking}", "state connected"),
+    "events": (
+        "expect",
+        "{stream: s, events: [stream/started, stream/done]}",
+        "{stream: s, events: [stream/started]}",
+        "events ['stream/started', 'stream/done']",
+    ),
+    "inputs": (
+        "expect",
+        "{stream: s, inputs: [offer_received, answer_sent, candidate_sent, ice_connected, talk_requested,"
+        " talk_started, last_talk_finished]}",
+        "{stream: s, inputs: [offer_received, answer_sent, candidate_sent, ice_connected, talk_requested,"
+        " talk_started]}",
+        "inputs ['offer_received'",
+    ),
+    "frames_at_least": (
+        "expect",
+        "{stream: s, frames_at_least: 10}",
+        "{stream: s, frames_at_least: 100000}",
+        "expected at least 100000",
+    ),
+    "reason": (
+        "expect",
+        "{stream: s, reason: deleted}",
+        "{stream: s, reason: expired}",
+        "close reason deleted",
+    ),
+    "expect_error": (
+        "create",
+        "{as: x, body: {source_url: 42}, expect_error: {status: 400, kind: ValidationError}}",
+        "{as: x, body: {source_url: 42}, expect_error: {status: 400, kind: NotFoundError}}",
+        "kind ValidationError != NotFoundError",
+    ),
+    "attempts": ("create", "{as: y, attempts: 1}", "{as: y, attempts: 2}", "1 attempts, expected 2"),
+}
+
+
+@pytest.mark.parametrize("check", sorted(CHECKS))
+async def test_every_check_fails_when_its_expectation_is_wrong(tmp_path: Path, check: str) -> None:
+    verb, holds, broken, words = CHECKS[check]
+    delete = "  - delete: {stream: s}\n" if check == "reason" else ""
+    outcomes = []
+    for name, args in (("holds", holds), ("broken", broken)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(_TALKED.format(name=name) + delete + f"  - {verb}: {args}\n")
+        outcomes.append(await run_scenario(path))
+    holds_outcome, broken_outcome = outcomes
+    assert holds_outcome.status == "passed", holds_outcome.detail
+    step = 6 if check == "reason" else 5
+    assert broken_outcome.status == "failed", check
+    assert f"step {step} ({verb})" in broken_outcome.detail and words in broken_outcome.detail, (
+        broken_outcome.detail
+    )
+
+
 async def test_a_file_outside_the_format_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: nope\nsteps:\n  - teleport: {to: mars}\n")

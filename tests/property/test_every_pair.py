@@ -1,4 +1,5 @@
-"""Every (State, Input) pair, drawn by hypothesis: the table's next state, or IllegalTransition and no change.
+"""Every (State, Input) pair, drawn by hypothesis: the next state that tests/legal_edges.py names, or
+IllegalTransition and no change.
 
 In the manner of h2's ``test_state_machines.py``: the cheapest strong test there is.
 """
@@ -13,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talkstream.engine import IllegalTransition, Input, SessionEngine, State, StreamSession, VirtualClock
-from talkstream.engine.states import CLOSING_INPUTS, TRANSITIONS
+
+from ..legal_edges import CLOSE_REASONS, LEGAL
 
 
 def path_to(state: State, talks: int) -> list[Input]:
@@ -22,7 +24,7 @@ def path_to(state: State, talks: int) -> list[Input]:
     todo = deque([State.CREATED])
     while todo:
         current = todo.popleft()
-        for (source, inp), dest in TRANSITIONS.items():
+        for (source, inp), dest in LEGAL.items():
             if source is current and dest not in parents and inp is not Input.LAST_TALK_FINISHED:
                 parents[dest] = (source, inp)
                 todo.append(dest)
@@ -54,7 +56,7 @@ def snapshot(session: StreamSession) -> tuple[object, ...]:
     state=st.sampled_from(State),
     inp=st.sampled_from(Input),
     talks=st.integers(min_value=1, max_value=4),
-    closing=st.sampled_from(list(CLOSING_INPUTS)),
+    closing=st.sampled_from(list(CLOSE_REASONS)),
     elapsed=st.floats(min_value=0.0, max_value=100.0),
 )
 def test_result_is_the_tables_state_or_illegal_and_unchanged(
@@ -77,11 +79,11 @@ def test_result_is_the_tables_state_or_illegal_and_unchanged(
             await clock.advance(1_000.0)
         else:
             await session.apply(closing)
-        assert session.close_reason is (CLOSING_INPUTS[closing] if state is State.CLOSED else None)
+        assert session.close_reason is (CLOSE_REASONS[closing] if state is State.CLOSED else None)
         assert session.state is state
         await clock.advance(elapsed)
         before = snapshot(session)
-        expected = TRANSITIONS.get((state, inp))
+        expected = LEGAL.get((state, inp))  # the hand-written list, not the product's table
         # The table's edge holds only when the session's data agrees: the talk queue for the two
         # talk-finished inputs, and a deadline that has come for the timers' inputs (whose own timers
         # would have closed the session already, so by hand they are always early here).

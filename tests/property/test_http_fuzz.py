@@ -110,6 +110,8 @@ class World:
         response = await self.client.request(method, path, data=body, headers=headers)
         raw = await response.read()
         assert response.status in DOCUMENTED[operation], (operation, response.status, raw[:300])
+        if operation != "create" and not self.names_the_session(body):
+            assert response.status >= 400, f"{operation} without its session_id answered {response.status}"
         if response.status >= 400:
             error = json.loads(raw)
             assert set(error) <= {"kind", "description", "details"} and error["kind"] and error["description"]
@@ -117,6 +119,13 @@ class World:
         elif self.stream_id not in {s.session.stream_id for s in self.service.streams()}:
             await self.new_stream()  # a junk body that happened to be a valid delete: aim at a new stream
         return response.status
+
+    def names_the_session(self, body: bytes) -> bool:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and data.get("session_id") == self.session_id
 
 
 def auth(key: str = KEY) -> dict[str, str]:
@@ -134,6 +143,38 @@ async def world() -> AsyncIterator[World]:
 
 
 operations = st.sampled_from(sorted(DOCUMENTED))
+
+VALID_BODIES: dict[str, dict[str, Any]] = {
+    "sdp": {"answer": {"type": "answer", "sdp": "v=0\r\n"}},
+    "ice": {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0", "sdpMLineIndex": 0},
+    "talk": {"script": {"type": "text", "input": "hello"}},
+    "delete": {},
+}
+
+
+@pytest.mark.parametrize("operation", sorted(VALID_BODIES))
+@pytest.mark.parametrize("session", ["missing", "wrong", "another streams", "empty"])
+async def test_a_wrong_or_missing_session_id_is_a_session_error(
+    world: World, operation: str, session: str
+) -> None:
+    """Each stream operation checks the body's session_id before anything else: 400 SessionError."""
+    theirs = world.session_id
+    if session == "another streams":
+        await world.new_stream()  # the old stream is still live, with its own session
+        assert world.session_id != theirs
+    body: dict[str, Any] = dict(VALID_BODIES[operation])
+    if session == "wrong":
+        body["session_id"] = world.session_id[:-1] + ("A" if world.session_id[-1] != "A" else "B")
+    elif session == "another streams":
+        body["session_id"] = theirs
+    elif session == "empty":
+        body["session_id"] = ""
+    method, path = world.path(operation)
+    before = world.snapshot()
+    response = await world.client.request(method, path, json=body, headers=auth())
+    assert response.status == 400, await response.text()
+    assert (await response.json())["kind"] == "SessionError"
+    assert world.snapshot() == before
 
 
 @EXAMPLES

@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from talkstream.engine import IllegalTransition, Input, SessionEngine, State, VirtualClock
-from talkstream.engine.states import CLOSING_INPUTS, MESSAGE_INPUTS, TRANSITIONS, CloseReason
+from talkstream.engine.states import CloseReason
+
+from ..legal_edges import CLOSE_REASONS, LEGAL, MESSAGES
 
 
 class Reference:
@@ -35,7 +37,7 @@ class Reference:
         self.closed_at: float | None = None
 
     def legal(self, inp: Input, now: float) -> bool:
-        if (self.state, inp) not in TRANSITIONS:
+        if (self.state, inp) not in LEGAL:
             return False
         if inp is Input.IDLE_EXPIRED:
             return now >= self.last_message + self.idle_timeout
@@ -50,19 +52,19 @@ class Reference:
     def apply(self, inp: Input, now: float) -> bool:
         if not self.legal(inp, now):
             return False
-        new = TRANSITIONS[(self.state, inp)]
+        new = LEGAL[(self.state, inp)]
         if inp is Input.TALK_REQUESTED:
             self.talks += 1
         if inp in (Input.TALK_FINISHED, Input.LAST_TALK_FINISHED):
             self.talks -= 1
-        if inp in MESSAGE_INPUTS:
+        if inp in MESSAGES:
             self.last_message = now
         if new is State.ICE and self.state is not State.ICE:
             self.ice_since = now
         if new is not State.ICE:
             self.ice_since = None
         if new is State.CLOSED:
-            self.reason = CLOSING_INPUTS[inp]
+            self.reason = CLOSE_REASONS[inp]
             self.closed_at = now
         self.state = new
         return True
@@ -175,7 +177,7 @@ class SessionMachine(RuleBasedStateMachine):
         if not hasattr(self, "session"):
             return
         for entry in self.session.history:
-            assert TRANSITIONS[(entry.source, entry.input)] is entry.dest
+            assert LEGAL[(entry.source, entry.input)] is entry.dest
 
     @invariant()
     def closed_is_absorbing(self) -> None:

@@ -230,6 +230,24 @@ async def test_idle_expiry_exactly_at_last_message_plus_timeout(
     assert session.history[-1].at == 110 == clock.now()
 
 
+async def test_a_talk_pushes_the_idle_deadline_and_its_playing_does_not(
+    engine: SessionEngine, clock: VirtualClock
+) -> None:
+    session = await connected(engine, idle_timeout=300)
+    await clock.advance(250)
+    await session.apply(Input.TALK_REQUESTED)  # a message: the deadline moves from 300 to 550
+    assert session.idle_deadline == 550
+    await clock.advance(1)
+    await session.apply(Input.TALK_STARTED)  # the player's reports are not messages
+    await clock.advance(9)
+    await session.finish_talk()
+    assert session.idle_deadline == 550
+    await clock.advance_to(549.999)
+    assert session.state is State.CONNECTED
+    await clock.advance_to(550)
+    assert session.close_reason is CloseReason.EXPIRED and session.history[-1].at == 550
+
+
 async def test_transport_reports_do_not_count_as_messages(engine: SessionEngine, clock: VirtualClock) -> None:
     session = engine.open("k", idle_timeout=10)
     for inp in [Input.OFFER_SENT, Input.ANSWER_RECEIVED]:

@@ -21,8 +21,18 @@ from talkstream.engine.states import (
     mermaid_diagram,
 )
 
+from ..legal_edges import CLOSE_REASONS, LEGAL, MESSAGES
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 CANDIDATES = (Input.CANDIDATE_RECEIVED, Input.CANDIDATE_SENT)
+
+
+def test_table_is_exactly_the_hand_written_edges() -> None:
+    extra = {k: v for k, v in TRANSITIONS.items() if LEGAL.get(k) is not v}
+    missing = {k: v for k, v in LEGAL.items() if TRANSITIONS.get(k) is not v}
+    assert (extra, missing) == ({}, {})
+    assert dict(CLOSING_INPUTS) == CLOSE_REASONS
+    assert MESSAGE_INPUTS == MESSAGES
 
 
 def test_states_in_the_design_cards_order() -> None:
