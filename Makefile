@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PACKAGES := engine transports adapters avatar
+PACKAGES := engine transports adapters avatar specs
 
 .PHONY: run test lint typecheck pytest bench setup system-deps browser-deps clean
 
@@ -45,12 +45,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 # mypy cannot follow setuptools' editable import hook: check through a link tree shaped like the
-# installed package (DESIGN.md).
+# installed package.
 typecheck: setup
 	@mkdir -p .typecheck/talkstream
 	@for p in $(PACKAGES); do ln -sfn ../../$$p .typecheck/talkstream/$$p; done
-	MYPYPATH=.typecheck $(BIN)/mypy --namespace-packages --explicit-package-bases \
-		$(foreach p,$(PACKAGES),-p talkstream.$(p))
+	@ln -sfn ../../talkstream/__init__.py .typecheck/talkstream/__init__.py
+	MYPYPATH=.typecheck $(BIN)/mypy --namespace-packages --explicit-package-bases -p talkstream
 	MYPYPATH=.typecheck:bench $(BIN)/mypy --namespace-packages --explicit-package-bases tests bench
 
 pytest: setup

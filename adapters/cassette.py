@@ -1,19 +1,8 @@
-"""Record a real session to a cassette file, and replay it later with no server and no network.
-
-Why it exists: a user with a D-ID key can record one real session (the HTTP exchanges, and what the
-client's WebRTC peer reported: ICE states and data-channel messages, with their times) and replay it in CI
-forever, on the virtual clock, to check that the client still drives the protocol the same way.
-
-* `Recorder` wraps an `HttpPort` and a `ClientTransport`; `save` writes the cassette (JSON). Requests are
-  stored without headers, so the key never reaches the file.
-* `ReplayAdapter` answers each request with the recorded response, after checking that the request is the
-  one recorded (method, path, and the body's fields other than SDP and candidate text, which differ from
-  run to run); a request out of script raises `CassetteMismatchError`.
-* `ReplayTransport` gives the client peers that answer any offer and report what the recorded peer
-  reported, at the recorded times after the peer's creation, on the client's clock.
+"""Cassettes: record one real session (HTTP exchanges, and the client peer's reports with their times) with
+`Recorder`, and replay it with no server and no network (`ReplayAdapter`, `ReplayTransport`).
 
 What it must never do: write a key or an Authorization header to a cassette, or answer a request that
-differs from the recording.
+differs from the recording (`CassetteMismatchError`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""The `talkstream` command line.
+"""The `talkstream` command: ``serve`` (the embedded server), ``talk`` (the client against it or another
+server, to an MP4), ``replay`` (scenario files), ``simulate`` (one session's life on the virtual clock) and
+``states`` (the transition table).
 
-Why it exists: one entry point for people and for the Makefile. Today it shows the engine at work:
-``talkstream serve`` runs the embedded server (D-ID's streams API over real WebRTC);
-``talkstream talk`` starts it in-process (or uses ``--url``), connects with the client, speaks, writes an MP4;
-``talkstream simulate`` drives a server-side stream session through a whole life on the virtual clock
-(offer, early candidates, answer, ICE, queued talks, a refused input, idle expiry) and prints every event;
-``talkstream replay`` runs scenario files; ``talkstream states`` prints the transition table or its diagram.
-
-What it must never do: hold protocol logic of its own; it wires engine parts together and prints.
+What it must never do: hold protocol logic of its own; it wires parts together and prints.
 """
 
 from __future__ import annotations
@@ -20,9 +15,13 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
-from talkstream.adapters.http_server import DEFAULT_BODY_TIMEOUT, RequestLimits
-from talkstream.adapters.serving import ConnectionLimits
+import attrs
+
+from talkstream.adapters.server.app import DEFAULT_BODY_TIMEOUT
+from talkstream.adapters.server.auth import RequestLimits
+from talkstream.adapters.server.serving import ConnectionLimits
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
@@ -30,6 +29,7 @@ from talkstream.engine.ports import IceServerConfig
 from talkstream.engine.server import Limits
 from talkstream.engine.session import SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
+from talkstream.specs import SCENARIOS
 
 __all__ = ["main"]
 
@@ -86,9 +86,9 @@ def serve(args: argparse.Namespace) -> int:
     """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
     from talkstream.avatar.fetch import FetchPolicy
 
-    from .bootstrap import ServerSettings, build_app
-    from .http_server import SERVICE
-    from .serving import (
+    from .server.app import SERVICE
+    from .server.build import ServerSettings, build_app
+    from .server.serving import (
         ConnectionLimits,
         MemoryKeeper,
         default_max_connections,
@@ -154,6 +154,16 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_photo(source: str) -> Path | None:
+    """The file a `--source` names on this machine (a path or a file: URL), or None for a URL or bundled:."""
+    parts = urlsplit(source)
+    if parts.scheme.lower() == "file":
+        return Path(unquote(parts.path)).resolve()
+    if parts.scheme and len(parts.scheme) > 1:  # http:, https:, bundled: (a one-letter scheme is a drive)
+        return None
+    return Path(source).expanduser().resolve()
+
+
 async def talk(args: argparse.Namespace, out: list[str]) -> int:
     """Connect to a server (the embedded one, started here, unless --url), speak, and write an MP4."""
     from aiohttp import web
@@ -162,19 +172,31 @@ async def talk(args: argparse.Namespace, out: list[str]) -> int:
     from talkstream.transports.aiortc_client import AiortcClientTransport
     from talkstream.transports.sink import MediaSink
 
-    from .bootstrap import ServerSettings, build_app
-    from .http_client import AiohttpAdapter
+    from .http.network import AiohttpAdapter
+    from .server.build import ServerSettings, build_app
 
     runner: web.AppRunner | None = None
+    source, photo = args.source, local_photo(args.source)
     if args.url:
         key = os.environ.get("DID_API_KEY")
         if not key:
             out.append("--url needs the server's API key in DID_API_KEY")
             return 2
+        if photo is not None:
+            out.append("a photo on this machine works with the embedded server; give --url a URL to fetch")
+            return 2
         base, host_addresses = args.url, None
     else:
         key = f"talk:{secrets.token_urlsafe(12)}"
-        runner = web.AppRunner(build_app(ServerSettings(keys=(key,))), access_log=None)
+        settings = ServerSettings(keys=(key,))
+        if photo is not None:
+            if not photo.is_file():
+                out.append(f"no such photo: {photo}")
+                return 2
+            # The embedded server may read the photo's own folder, and only that.
+            settings = attrs.evolve(settings, media_root=photo.parent)
+            source = photo.as_uri()
+        runner = web.AppRunner(build_app(settings), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -184,7 +206,7 @@ async def talk(args: argparse.Namespace, out: list[str]) -> int:
     try:
         client = StreamClient(AiohttpAdapter(base, key), AiortcClientTransport(host_addresses=host_addresses))
         async with client:
-            stream = await client.create(args.source, sink=sink)
+            stream = await client.create(source, sink=sink)
             await stream.connected(within=30)
             out.append(f"connected to {base} ({stream.stream_id})")
             spoken = await stream.talk(text=args.text, audio_url=args.audio_url, voice=args.voice)
@@ -204,7 +226,7 @@ async def talk(args: argparse.Namespace, out: list[str]) -> int:
 
 async def replay(args: argparse.Namespace, paths: list[Path]) -> int:
     """Run scenario files, with a line per scenario as it ends and a table at the end."""
-    from .replay import run_scenario
+    from .scenarios import run_scenario
 
     outcomes = []
     for number, path in enumerate(paths, 1):
@@ -295,14 +317,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     said = spk.add_mutually_exclusive_group(required=True)
     said.add_argument("--text", help="what to say")
     said.add_argument("--audio-url", help="an audio file to play instead")
-    spk.add_argument("--source", default="bundled:astronaut", help="the photo (default: the bundled one)")
+    spk.add_argument(
+        "--source",
+        default="bundled:astronaut",
+        help="the photo: a file here, or a URL (default: the bundled one)",
+    )
     spk.add_argument("--voice", help="a provider voice id (played with the local voice)")
     spk.add_argument("--out", default="talk.mp4", help="where to write the MP4 (default talk.mp4)")
     spk.add_argument(
         "--url", help="another compatible server (its key in DID_API_KEY) instead of the embedded one"
     )
-    rep = commands.add_parser("replay", help="run scenario files (specs/scenarios) against a server")
-    rep.add_argument("files", nargs="+", help="scenario files or folders of them")
+    rep = commands.add_parser("replay", help="run scenario files against a server")
+    rep.add_argument(
+        "files", nargs="*", help="scenario files or folders of them (default: the scenarios talkstream ships)"
+    )
     rep.add_argument("--target", default="inprocess", help="inprocess (default) or a server's base URL")
     rep.add_argument(
         "--transport",
@@ -323,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.transport = "memory" if args.target == "inprocess" else "aiortc"
         logging.basicConfig(level=logging.WARNING)
         paths: list[Path] = []
-        for name in args.files:
+        for name in args.files or [str(SCENARIOS)]:
             path = Path(name)
             paths += sorted(path.glob("*.yaml")) if path.is_dir() else [path]
         return asyncio.run(replay(args, paths))

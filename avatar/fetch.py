@@ -1,15 +1,5 @@
-"""Fetching the URLs callers name (photos, audio), without letting them reach what they should not.
-
-Why it exists: `source_url` and `audio_url` make the server connect wherever a caller says. This fetcher
-allows only http and https on allowed ports; checks every address a host resolves to, in a resolver on the
-aiohttp connector, so the address connected to is the address checked (no DNS rebinding); checks bare-IP
-hosts by hand (aiohttp skips resolvers for them), legacy IPv4 spellings such as ``2130706433`` or
-``0177.0.0.1`` included; follows at most 3 redirects by hand, checking each hop;
-caps the bytes while streaming the body, and bounds connect, read and total time.
-
-Only global unicast addresses pass, after unwrapping the IPv4 inside IPv4-mapped, 6to4, Teredo and NAT64
-forms; `ipaddress.is_private` alone is not trusted. A documented allow-list (``allow_networks``) admits
-chosen networks for local use (tests serve fixtures on 127.0.0.1); it is empty by default.
+"""Fetching the URLs callers name (photos, audio): http(s) only, every resolved address checked where the
+connection is made, redirects checked hop by hop, bytes and time capped (`Fetcher`, `FetchPolicy`).
 
 What it must never do: connect before every address of a host has passed, follow a redirect unchecked, or
 hold more than the cap in memory.

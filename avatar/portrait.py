@@ -1,16 +1,5 @@
-"""The photo to animate: decoded safely, its face and features found once.
-
-Why it exists: every stream starts from one still photo. This module turns image bytes into a `Portrait`
-(the pixels and where the face, eyes and mouth are), with the checks a server needs before it spends
-anything on a stranger's upload: a byte cap, a pixel cap read from the header before decoding, and only
-real image formats.
-
-Face finding uses OpenCV's Haar cascades, which ship inside the `opencv-python-headless` 4.x wheel (5.x
-dropped them, hence the pin): no model is downloaded at run time. Measured here on the bundled
-512x512 portrait: the face in ~50-80 ms, done once per stream. scikit-image's LBP cascade is as fast but
-finds no features; a face mesh would place lips better but no offline wheel ships one without
-TensorFlow. Eyes come from the eye cascade inside the face box and the mouth from the smile cascade in
-its lower half; when a cascade finds nothing the face box's usual proportions stand in.
+"""The photo to animate: image bytes checked and decoded, the face, eyes and mouth found
+once (OpenCV's Haar cascades), and the bundled portraits.
 
 What it must never do: decode an image whose header announces more pixels than the cap, or fetch
 anything (fetching is `avatar.fetch`'s job).

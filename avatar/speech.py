@@ -1,24 +1,9 @@
-"""Speech for a talk: 48 kHz mono PCM and, on the same timeline, how open the mouth is in each video frame.
-
-Why it exists: a talk is either text (spoken by a local text-to-speech engine) or an audio file the caller
-names. Both become a `SpeechStream` of `Speech` stretches made while the talk plays, one stretch ahead
-(`text_speech`, `audio_speech`): the samples the audio track sends, and one mouth openness per 40 ms video
-frame computed from the very samples sent (`MouthTracker`), so the mouth and the sound cannot drift apart
-and a talk's memory does not grow with its length.
-
-* Audio files are decoded with PyAV from the downloaded bytes, with the container format chosen from a
-  whitelist by sniffing the bytes (mp3, wav, flac, m4a/mp4): ffmpeg is never handed a URL or left to guess.
-  Durations and sizes are capped.
-* Text goes through a `TextToSpeech` provider. The bundled one drives espeak-ng through the library that
-  the `espeakng-loader` wheel ships (no apt, no network), with phoneme events (through the legacy
-  `espeak_Initialize` entry point, the one that reports them), so the lips close on m, b and p.
-  espeak-ng is GPL-3.0, so it is the optional extra ``talkstream[tts]``: without it a text talk is
-  refused with a clear error. SSML: ``<break time="..."/>``
-  becomes silence and every other tag is stripped.
+"""Speech for a talk, made while it plays: `SpeechStream`s of 48 kHz mono PCM with one mouth openness per
+40 ms video frame (`MouthTracker`), from text (`TextToSpeech`; espeak-ng through the optional `tts` extra)
+or from an audio file (decoded with PyAV from a whitelist of formats).
 
 What it must never do: decode a format outside the whitelist, make a whole long talk at once, or hold the
-event loop for a synthesis (stretches are made in a worker thread; the espeak library is global, so a lock
-serialises it).
+event loop for a synthesis.
 """
 
 from __future__ import annotations

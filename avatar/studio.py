@@ -1,15 +1,4 @@
-"""The avatar side of the server: a face from a create request, speech from a talk's script.
-
-Why it exists: `engine.server.StreamService` asks a `Studio` for a stream's `Face` and for each talk's
-`Speech`; this is the real one. It resolves `source_url` (the bundled portrait, a file inside the
-configured media folder, or an http(s) URL through the guarded `Fetcher`), finds the face once, and builds
-an `Animator` at the requested resolution. Text is spoken by the configured `TextToSpeech`, piece by piece
-as the talk plays; audio URLs are fetched, then decoded as the talk plays. CPU work runs in a thread so
-the event loop keeps serving other streams.
-
-Voices: D-ID names providers (microsoft, elevenlabs, ...) and their voices, which do not exist offline. By
-default they play with the local voice and the substitution is logged; ``strict_voices`` rejects them
-instead with a 400.
+"""The service's `Studio`: a stream's face from its create request, a talk's speech from its script.
 
 What it must never do: open a local file outside `media_root`, or fetch except through the `Fetcher`.
 """

@@ -7,7 +7,7 @@ blinks, head motion on), and the VP8 and H264 encoders' ms per frame on those sa
 aiortc's own encoder classes (what a stream really pays). Beside it: VP8 on frames where the whole picture
 sways by fractions of a pixel and a degree, the case the animator is designed to avoid.
 
-Budget (issue 3): at most 5 ms per 512x512 animated frame, so ten talks fit on two cores beside encoding.
+Budget: at most 5 ms per 512x512 animated frame, so ten talks fit on two cores beside encoding.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ painted (`requestVideoFrameCallback`). Two ways, `--streams` streams each, alter
   them. aioice would spend a fixed second trying to resolve each by multicast; the server must not pay it
   (and nothing is resolved over the network here: the names are made by the benchmark).
 
-Target (issue 6): p50 <= 400 ms to first frame either way.
+Target: p50 <= 400 ms to first frame either way.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ each stream receives and the CPU time the server process spends. The floor, at t
 run: a process of N bare aiortc peers whose tracks send pre-rendered frames of the same talking face (and
 the same audio), to the same receivers; its CPU time over the same window.
 
-Targets (issue 6): every stream receives >= 24 fps at N >= 10; the server's CPU per stream within 1.3x the
+Targets: every stream receives >= 24 fps at N >= 10; the server's CPU per stream within 1.3x the
 floor's. The sweep stops at the first N where talkstream misses 24 fps.
 """
 
@@ -31,7 +31,7 @@ import psutil
 from lipsync import script  # bench/lipsync.py: the same voiced bursts and silences
 from served import bench_main, machine, media_server, served  # bench/served.py, beside this file
 
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import ClientStream, StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport
@@ -49,7 +49,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from talkstream.avatar.animator import Animator
 from talkstream.avatar.portrait import bundled_portrait_bytes, load_portrait
 from talkstream.avatar.speech import decode_audio, mouth_track
-from talkstream.transports.aiortc_transport import offered_host_addresses
+from talkstream.transports.aiortc_patches import offered_host_addresses
 
 count, wav_path = int(sys.argv[1]), sys.argv[2]
 pcm = decode_audio(open(wav_path, "rb").read())
@@ -183,7 +183,7 @@ async def floor_at(count: int, window: float, wav_path: Path) -> dict[str, Any]:
                 frame = await track.recv()
                 (sink.add_video if track.kind == "video" else sink.add_audio)(frame)
 
-    from talkstream.transports.aiortc_transport import offered_host_addresses
+    from talkstream.transports.aiortc_patches import offered_host_addresses
 
     try:
         for sink in sinks:

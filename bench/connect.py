@@ -9,7 +9,7 @@ The floor: two bare aiortc peers in two processes doing the same offer/answer ov
 an audio and a video track and a data channel, loopback only), timed from the offer's creation to the
 data channel open and the first video frame.
 
-Target (issue 6): talkstream's p50 within 1.5x the floor's.
+Target: talkstream's p50 within 1.5x the floor's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from served import bench_main, machine, served  # bench/served.py, beside this file
 
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport
@@ -35,7 +35,7 @@ from talkstream.transports.sink import MediaSink
 FLOOR_PEER = r"""
 import asyncio, json, sys, fractions, numpy as np, av
 from aiortc import RTCPeerConnection, RTCConfiguration, RTCSessionDescription, VideoStreamTrack
-from talkstream.transports.aiortc_transport import offered_host_addresses
+from talkstream.transports.aiortc_patches import offered_host_addresses
 
 class Frames(VideoStreamTrack):
     async def recv(self):
@@ -64,7 +64,7 @@ asyncio.run(main())
 async def floor_once() -> dict[str, float]:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from talkstream.transports.aiortc_transport import offered_host_addresses
+    from talkstream.transports.aiortc_patches import offered_host_addresses
 
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(

@@ -14,7 +14,7 @@ session, sessions interleaved as a server would see them. Throughput is inputs p
 rounds; the median of `--repeats` runs, bare and engine alternating so both see the same machine load.
 Memory is what tracemalloc sees allocated per session/model after the whole workload (history full).
 
-Targets (issue 2): engine >= 80 % of the bare rate; < 8 KB per session.
+Targets: engine >= 80 % of the bare rate; < 8 KB per session.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ and connects each over aiortc (the server's offer at 256x256, no warm-up), then 
 so no frames; only ICE consent checks and RTCP go back and forth. Over `--window` seconds it reads the
 server process's CPU time, and its resident memory before the first stream and with all of them connected.
 
-Target (issue 6): server CPU <= 5 % of one core with 200 idle streams; memory per idle stream reported.
+Target: server CPU <= 5 % of one core with 200 idle streams; memory per idle stream reported.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 from served import bench_main, machine, served  # bench/served.py, beside this file
 
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import ClientStream, StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport

@@ -9,7 +9,7 @@ is the time the first frame showing the mouth moving is due on screen minus the 
 (placed to 2 ms), both read from what arrived. Video frames are 40 ms apart: a perfect player's offsets
 spread over +-20 ms, as the sound can start anywhere within a frame's display time.
 
-Targets (issue 6): p95 of |offset| <= 40 ms, and no drift: the offsets of the last fifth of the talk match the
+Targets: p95 of |offset| <= 40 ms, and no drift: the offsets of the last fifth of the talk match the
 first fifth's.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 from served import bench_main, encode_wav, machine, media_server, served  # bench/served.py, beside this file
 
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport

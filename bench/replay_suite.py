@@ -17,7 +17,7 @@ from typing import Any
 
 from served import bench_main, machine  # bench/served.py, beside this file
 
-from talkstream.adapters.replay import Outcome, run_scenario
+from talkstream.adapters.scenarios import Outcome, run_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "specs" / "scenarios"
 

@@ -1,8 +1,8 @@
-"""What the benchmarks share: `talkstream serve` in a process of its own, a local media server, WAV files,
-and the machine's description.
+"""What the benchmarks and the tests share: `talkstream serve` in a process of its own (`served`, `serving`),
+a free port and waiting for one, a local media server, WAV files, and the machine's description.
 
-Benchmarks that measure the server from outside start it with `served()`, so the client they run in this
-process never shares an event loop (or a core's time slice) with it.
+Whoever measures or tests the server from outside starts it here, so the client in this process never
+shares an event loop (or a core's time slice) with it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,17 @@ import numpy as np
 import numpy.typing as npt
 from aiohttp import web
 
-__all__ = ["Served", "bench_main", "encode_wav", "machine", "media_server", "served", "serving"]
+__all__ = [
+    "Served",
+    "bench_main",
+    "encode_wav",
+    "free_port",
+    "machine",
+    "media_server",
+    "port_open",
+    "served",
+    "serving",
+]
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,26 +48,34 @@ class Served(NamedTuple):
     base: str  # http://127.0.0.1:port
     key: str
     pid: int  # the server process, for its CPU and memory
+    process: Any = None  # its asyncio.subprocess.Process (`served`) or subprocess.Popen (`serving`)
 
 
 def machine() -> dict[str, Any]:
     return {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _serve_command(port: int, extra: Sequence[str], rate_limited: bool) -> list[str]:
-    command = [sys.executable, "-m", "talkstream.adapters.cli", "serve", "--port", str(port)]
+#: How `talkstream serve` is started: this interpreter's module, unless a caller names a command.
+SERVE = (sys.executable, "-m", "talkstream.adapters.cli")
+
+
+def _serve_command(
+    port: int, extra: Sequence[str], rate_limited: bool, talkstream: Sequence[str]
+) -> list[str]:
+    command = [*talkstream, "serve", "--port", str(port)]
     if not rate_limited:  # benchmarks measure speed, not the request-rate limit
         command += ["--requests-per-second", "1000000"]
     return [*command, *extra]
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.1):
             return True
@@ -68,21 +86,21 @@ def _port_open(port: int) -> bool:
 @contextlib.asynccontextmanager
 async def served(*extra: str, log: Path | None = None, rate_limited: bool = False) -> AsyncIterator[Served]:
     """Run `talkstream serve` on a free 127.0.0.1 port with a fresh key; its output goes to `log` if given."""
-    port, key = _free_port(), f"bench:{secrets.token_urlsafe(12)}"
+    port, key = free_port(), f"bench:{secrets.token_urlsafe(12)}"
     # opening a local log file does not block the loop for long enough to matter
     with open(log, "wb") if log is not None else contextlib.nullcontext() as out:  # noqa: ASYNC230
         server = await asyncio.create_subprocess_exec(
-            *_serve_command(port, extra, rate_limited),
+            *_serve_command(port, extra, rate_limited, SERVE),
             env={**os.environ, "TALKSTREAM_API_KEYS": key},
             stdout=out or subprocess.DEVNULL,
             stderr=out or subprocess.DEVNULL,
         )
         try:
             for _ in range(400):
-                if _port_open(port):
+                if port_open(port) or server.returncode is not None:
                     break
                 await asyncio.sleep(0.05)
-            yield Served(f"http://127.0.0.1:{port}", key, server.pid)
+            yield Served(f"http://127.0.0.1:{port}", key, server.pid, server)
         finally:
             if server.returncode is None:
                 server.terminate()
@@ -95,25 +113,30 @@ def serving(
     log: Path,
     rate_limited: bool = True,
     preexec_fn: Callable[[], object] | None = None,
+    talkstream: Sequence[str] = SERVE,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Served]:
     """`served` for synchronous callers (test fixtures), output always to `log`; it waits for the process
-    to end on leaving, so the log is complete then."""
-    port, key = _free_port(), f"test:{secrets.token_urlsafe(12)}"
+    to end on leaving, so the log is complete then. `talkstream`: the command to run (an installed
+    console script, say), `cwd` and `env` where and with what."""
+    port, key = free_port(), f"test:{secrets.token_urlsafe(12)}"
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            _serve_command(port, extra, rate_limited),
-            env={**os.environ, "TALKSTREAM_API_KEYS": key},
+            _serve_command(port, extra, rate_limited, talkstream),
+            env={**(os.environ if env is None else env), "TALKSTREAM_API_KEYS": key},
             stdout=out,
             stderr=out,
             preexec_fn=preexec_fn,
+            cwd=cwd,
         )
         try:
             deadline = time.monotonic() + 60
-            while not _port_open(port):
+            while not port_open(port):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"talkstream serve did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.05)
-            yield Served(f"http://127.0.0.1:{port}", key, server.pid)
+            yield Served(f"http://127.0.0.1:{port}", key, server.pid, server)
         finally:
             if server.poll() is None:
                 server.terminate()
@@ -139,12 +162,13 @@ async def media_server(files: Mapping[str, bytes]) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-def encode_wav(pcm: npt.NDArray[np.int16], rate: int) -> bytes:
-    """Mono 16-bit samples as a WAV file."""
+def encode_wav(pcm: npt.NDArray[Any], rate: int = 16_000) -> bytes:
+    """Mono samples (any numeric type, in int16's range) as a 16-bit WAV file, written by PyAV."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="wav") as container:
         stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        samples = pcm.astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         frame.sample_rate = rate
         for packet in stream.encode(frame):
             container.mux(packet)

@@ -9,7 +9,7 @@ one after the other, timing from sending the request to the first video frame an
 that talk arriving over WebRTC. There are no frames between talks, so the first frame after a request is
 the talk's.
 
-Targets (issue 6): p50 <= 150 ms for text, <= 100 ms for audio.
+Targets: p50 <= 150 ms for text, <= 100 ms for audio.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from served import bench_main, encode_wav, machine, media_server, served  # bench/served.py, beside this file
 
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport

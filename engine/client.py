@@ -1,19 +1,6 @@
-"""The client's driver: D-ID's stream protocol from the caller's side, for services that embed talkstream.
-
-Why it exists: a service wants to say "make a stream from this photo, say this, tell me when it is done"
-against D-ID (with a real key) or talkstream's own server, without writing the five-step dance. This
-module drives each stream's session through the same state machine as the server, in the client role:
-
-* create → ``offer_received``; answer (opening ``JanusDataChannel`` first, as D-ID's clients do) →
-  ``answer_sent``; each local candidate and the end-of-candidates marker → ``candidate_sent``; the
-  transport's report → ``ice_connected``, within the connect timeout or ``closed(connect_timeout)``;
-* talks → ``talk_requested``; ``stream/started`` → ``talk_started``; ``stream/done`` or
-  ``stream/error`` → the talk ends (``talk_finished`` / ``last_talk_finished``);
-* the server expires a stream after its idle timeout with no message: the client's session has the same
-  timer and shows that as ``closed(expired)``.
-
-Every request echoes the stream's ``session_id``; retries follow the client's `RetryPolicy`; error
-answers become typed `TalkstreamError`s with D-ID's kind, description and status.
+"""The client's driver: `StreamClient` makes streams against any compatible server (D-ID's or talkstream's)
+and drives each one's session through the state machine in the client role; `ClientStream` and
+`ClientTalk` are what a caller holds.
 
 What it must never do: import a backend (HTTP and WebRTC come through `engine.ports`), or hide an error
 answer: a refused request raises.

@@ -1,15 +1,7 @@
-"""Time for the engine: one small protocol, a real clock and a virtual one.
+"""Time for the engine: the `Clock` protocol, `SystemClock` (the event loop's monotonic time) and
+`VirtualClock` (moved by hand or by `run`, for tests and replays).
 
-Why it exists: idle expiry, connect timeouts, retry back-off and per-attempt timeouts are all the engine's
-own timers. Going through a `Clock` lets tests and scenario replays move time by hand (`VirtualClock`),
-deterministically and instantly, while services run on `SystemClock` (the event loop's monotonic time).
-
-A timer callback may return an awaitable. `SystemClock` runs it as a task it keeps a reference to (so it is
-neither garbage-collected mid-flight nor silently lost); `VirtualClock.advance` awaits it before the next
-timer fires, so work that a timer starts finishes in deadline order.
-
-What it must never do: read wall-clock time (``time.time``) for deadlines, or sleep in real time on the
-virtual clock.
+What it must never do: read wall-clock time for deadlines, or sleep in real time on the virtual clock.
 """
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""One error hierarchy for talkstream, each error tied to one D-ID error kind and HTTP status.
-
-Why it exists: the server answers every failure from this table, the client turns every error body it
-receives back into one of these classes, and embedding services catch them by type. No aiohttp, aiortc or
-other backend exception may cross a talkstream API: adapters and transports translate at their boundary
-into the classes below.
+"""One error hierarchy, each class tied to one D-ID error kind and HTTP status:
 
     TalkstreamError                      kind / status: the protocol answer for this error
     ├── RequestError                     the caller's request is at fault (4xx); never retried
@@ -28,7 +23,7 @@ into the classes below.
         └── TimeoutError_                an attempt or a deadline ran out
             └── DeadlineExceededError    a retry policy's overall deadline ran out
 
-What it must never do: import a backend library, or depend on anything outside the standard library.
+What it must never do: import anything outside the standard library.
 """
 
 from __future__ import annotations

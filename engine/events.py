@@ -1,17 +1,7 @@
-"""Events the engine publishes about sessions, and the small hub that delivers them.
+"""Events about sessions (`SessionOpened`, `StateChanged`, `InputApplied`, `SessionClosed`) and the hub that
+delivers them, synchronously and in order, to callbacks or to an async `EventStream`.
 
-Why it exists: embedding services, the server's logs, the client's talk API and scenario replay all watch
-sessions; they subscribe here instead of reaching into the state machine. Events are immutable records
-named in the past tense. Every accepted input produces exactly one `StateChanged` (the state moved) or
-`InputApplied` (it stayed, e.g. a candidate or a queued talk); entering ``closed`` adds `SessionClosed`.
-
-Delivery is synchronous and in order: callbacks run inside the transition that caused them, after the
-session's state, history and timers are updated. A callback that raises is logged and skipped; it never
-breaks the session or the other subscribers. Async consumers use `EventStream`, an async iterator fed by
-a callback.
-
-What it must never do: let a subscriber block or re-enter the engine. Callbacks must be quick and must not
-await; anything slow belongs behind an `EventStream`.
+What it must never do: let a subscriber block, re-enter the engine, or break a session by raising.
 """
 
 from __future__ import annotations

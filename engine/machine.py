@@ -1,17 +1,7 @@
-"""The `transitions` machine, built from the one table in `engine.states`.
+"""The `transitions` machine, built from the one table in `engine.states` and shared by all the sessions of
+an engine (sessions are triggered, not `add_model`'d); the table's self-loops are internal transitions.
 
-Why it exists: the library applies every state change; the table decides which ones exist. One
-`AsyncMachine` is shared by all the sessions of an engine: each session is a model the machine drives
-through the table's events (``machine.events[input.value].trigger(session)``).
-
-Sessions are not registered with `Machine.add_model`: that binds about forty callables to each model
-(a trigger, ``may_<trigger>`` and ``is_<state>`` per name: ~6.6 KB a session here), scans the model list
-on every add and remove (O(n) with thousands of live sessions), and with ``model_override`` logs a warning
-per skipped name instead. Triggering the machine's events directly keeps its semantics (states, internal
-transitions, callbacks, cancellation context) at a fraction of the memory; bench/engine.py measures both.
-
-Self-loops of the table become internal transitions (no exit/enter), so a burst of ICE candidates costs no
-state callbacks. What it must never do: add a transition that is not in the table.
+What it must never do: add a transition that is not in the table.
 """
 
 from __future__ import annotations

@@ -1,19 +1,7 @@
-"""Typed models of every request and response body of D-ID's ``/talks/streams`` protocol.
+"""Typed models of every request and response body of D-ID's ``/talks/streams``: `from_json` raises only
+`ValidationError` (naming the field's path), `to_json` gives what D-ID's clients send.
 
-Why it exists: adapters turn JSON into these models at the edge, so the engine only ever sees validated,
-typed messages, and the client builds the same models to send. `from_json` takes already-parsed JSON and
-raises `ValidationError` naming the failing field's path (``body.script.input``); nothing else ever
-escapes it, whatever the input. `to_json` gives JSON-ready dicts without the fields left unset, as D-ID's
-clients send them. Unknown extra fields are tolerated (and dropped) at every level, because real clients
-send fields the schema does not list.
-
-Where D-ID's published schema and its real clients disagree, the clients win (PROTOCOL.md): a create
-response carries both ``offer`` and ``jsep``; a talk response carries ``status``, ``session_id``,
-``video_id`` and ``duration``; ``session_id`` is optional here because a missing or wrong one is the
-server's ``SessionError``, not a validation error.
-
-What it must never do: I/O, or import a backend. URL policy (which hosts may be fetched) belongs to the
-fetcher, not here.
+What it must never do: I/O, import a backend, or decide URL policy (the fetcher's job).
 """
 
 from __future__ import annotations

@@ -1,13 +1,5 @@
-"""The ports the engine's drivers talk through: WebRTC peers, and the avatar that makes frames and speech.
-
-Why it exists: the server driver (`engine.server`) must not import aiortc, PyAV or OpenCV, yet it makes
-peers, renders faces and speaks. It names what it needs here, as small protocols; `transports/` and
-`avatar/` implement them, and a bootstrap wires real or fake ones in. The types crossing these ports are
-numpy arrays and plain records, nothing from a backend.
-
-Media conventions: video frames are I420 planes stacked in one ``(h * 3 / 2, w)`` uint8 array; audio is
-48 kHz mono int16 PCM, sent in 20 ms frames (960 samples); a talk's speech comes as a `SpeechStream` of
-`Speech` stretches, each with its samples and one mouth openness per 40 ms video frame on one timeline.
+"""What the engine's drivers talk through, as small protocols: server and client peers and transports, the
+studio with its faces and speech, and the client's HTTP port; the media conventions they share.
 
 What it must never do: import a backend, or grow methods the drivers do not call.
 """

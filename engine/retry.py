@@ -1,23 +1,7 @@
-"""Retrying a protocol call: which failures to retry, how long to wait, and when to give up.
+"""Retrying a protocol call (`RetryPolicy`): which failures to retry (transport errors and 429/502/503/504),
+how long to wait (capped, jittered back-off on the clock, or the server's ``Retry-After``), when to give up.
 
-Why it exists: the client must drive D-ID's servers (and ours) through flaky networks and rate limits the
-way D-ID's own clients do, and services embedding talkstream need one well-tested policy rather than ad hoc
-loops. `RetryPolicy.run` calls an operation until it succeeds, a failure is not worth retrying, the retries
-are spent, or the overall deadline would pass; every wait goes through the engine's `Clock`, so tests and
-replays run it on virtual time.
-
-What is retried: connection failures and timeouts (`TransportError`), and answers whose status is in
-`retry_statuses` (429, 502, 503, 504). Never another 4xx: sending the same request again gets the same
-answer. Anything that is not a `TalkstreamError` is a bug and propagates at once.
-
-How long to wait before retry n (1, 2, 3, ...): ``min(base * factor**n + U(0, jitter), max_delay)``. The
-default reproduces D-ID's live-streaming demo exactly, ``min(2**n / 4 + random(), 4)`` seconds, with 3
-retries. When the server says ``Retry-After``, that is the wait (never shorter; jitter is not added, since
-the server named the moment); if it asks for more than `max_retry_after`, the policy gives up rather than
-come back early.
-
-What it must never do: sleep outside the clock, retry a request the caller did not hand it, or let the
-deadline pass while waiting (it stops first and raises `DeadlineExceededError`).
+What it must never do: sleep outside the clock, retry another 4xx, or let the deadline pass while waiting.
 """
 
 from __future__ import annotations

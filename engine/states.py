@@ -1,18 +1,7 @@
-"""The session state machine as one table: states, inputs, and the transitions between them.
+"""The session state machine as one table: `State`, `Input`, `TRANSITIONS`, the closing inputs and their
+reasons, the inputs that count as protocol messages, and the talk-queue guards.
 
-Why it exists: every stream session, on the server side and on the client side, goes through the same
-life: ``created → negotiating → ice → connected ⇄ talking → closed``. `TRANSITIONS` is the single source of
-truth for it, in the manner of h11's ``_state.py``: looking a ``(state, input)`` pair up *is* the
-validation, the `transitions` machine is built from it (`engine.machine`), and the README's diagram is
-drawn from it (and checked against it by a test).
-
-Inputs are named for what happened and where it came from: ``*_RECEIVED`` came from the peer over HTTP
-(server side), ``*_SENT`` is the client's own message acknowledged by the server, and the rest are
-reported by the transport (``ICE_*``, ``TRANSPORT_CLOSED``), by the talk player or data channel
-(``TALK_*``), or by the engine's own timers (``IDLE_EXPIRED``, ``CONNECT_TIMED_OUT``).
-
-What it must never do: hold logic. Guards that depend on a session's data (how many talks are queued)
-live in `engine.session`, stated beside the table in `TALK_QUEUE_GUARDS`.
+What it must never do: hold logic; guards that need a session's data are checked in `engine.session`.
 """
 
 from __future__ import annotations
@@ -37,7 +26,7 @@ __all__ = [
 
 
 class State(enum.Enum):
-    """Where a stream session is in its life (the design card's order)."""
+    """Where a stream session is in its life, in the order it goes through them."""
 
     CREATED = "created"  # the session exists; no offer yet
     NEGOTIATING = "negotiating"  # the offer is out; waiting for the answer

@@ -13,10 +13,16 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# bench/served.py is the one home of what tests and benchmarks share: `talkstream serve` in its own process,
+# free ports, WAV files. Tests import it as `served`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 settings.register_profile(
     "ci",

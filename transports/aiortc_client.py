@@ -1,13 +1,7 @@
-"""Real WebRTC for the client side, with aiortc (implements `engine.ports.ClientTransport`).
-
-Why it exists: `engine.client.StreamClient` needs a peer that answers a server's offer, opens
-``JanusDataChannel`` as D-ID's clients do, receives the audio and video tracks, and reports ICE as engine
-inputs. aiortc gathers every candidate before `setLocalDescription` returns, so the answer carries them
-inline; `candidates()` lists them too, for servers that want them trickled.
-
-The same facts as the server side hold (see `aiortc_transport`): no ICE servers unless given, and the host
-addresses offered are chosen through the documented hook (loopback only by default, which is what talking to
-a local server needs; pass ``host_addresses=None`` for aioice's own choice when the server is elsewhere).
+"""Real WebRTC for the client side, with aiortc (implements `engine.ports.ClientTransport`): a peer that
+answers a server's offer with every candidate inline (also listed by `candidates()` for servers that want
+them trickled), opens ``JanusDataChannel`` as D-ID's clients do, and hands what it receives to a `MediaSink`.
+Host addresses: loopback only by default; ``host_addresses=None`` for aioice's own choice (a remote server).
 
 What it must never do: run client logic inside aiortc's callbacks (they only report), or let an aiortc
 exception escape.
@@ -21,15 +15,15 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from talkstream.engine.errors import BadRequestError, TransportError
 from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
 from talkstream.engine.states import Input
 
-from .aiortc_patches import install_aiortc_patches
-from .aiortc_transport import ice_state_input, offered_host_addresses, release_late_sockets
+from .aiortc_common import BAD_SDP, ice_state_input, rtc_ice_servers
+from .aiortc_patches import install_aiortc_patches, offered_host_addresses, release_late_sockets
 from .sink import MediaSink
 
 __all__ = ["AiortcClientPeer", "AiortcClientTransport"]
@@ -53,10 +47,7 @@ class AiortcClientPeer:
         self._report = report
         self._on_message = on_message
         self._sink = sink
-        servers = [
-            RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
-            for s in (*transport.ice_servers, *ice_servers)
-        ]
+        servers = rtc_ice_servers((*transport.ice_servers, *ice_servers))
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
@@ -104,7 +95,7 @@ class AiortcClientPeer:
             addresses = self._transport.host_addresses
             with offered_host_addresses(addresses) if addresses is not None else contextlib.nullcontext():
                 await self._pc.setLocalDescription(await self._pc.createAnswer())
-        except (ValueError, AssertionError, KeyError, IndexError) as exc:
+        except BAD_SDP as exc:
             raise BadRequestError(f"the server's offer could not be used: {exc}") from exc
         except Exception as exc:
             raise TransportError(f"could not answer the offer: {exc}") from exc

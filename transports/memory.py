@@ -1,17 +1,7 @@
-"""An in-memory WebRTC fake: server and client peers paired through a `MemoryNetwork`, on the engine clock.
+"""An in-memory WebRTC fake for tests and fast replays: server and client peers paired through a
+`MemoryNetwork` on the engine's clock, with knobs for delay, ICE failure, lost messages and vanished peers.
 
-Why it exists: the whole protocol, server included, should run in one process with no sockets and no
-real time, for unit tests of the engine and for fast scenario replay. The fake keeps WebRTC's shape:
-the server's offer and the client's answer are SDP text (carrying the peers' ids), ICE "connects" a
-configurable delay after the answer is applied and both sides report it, data-channel messages and media
-frames arrive after the same delay. Knobs inject the faults a real network has: ICE that fails, messages
-that are lost, a peer that vanishes (noticed after the same silence as the aiortc transport's watchdog).
-
-Like aiortc's handlers, the fake's deliveries only call the callbacks they were given; they run as timers
-on the `Clock`, so a `VirtualClock` makes every run deterministic.
-
-What it must never do: pretend to succeed where real WebRTC would not (an answer that is not the answer to
-this offer is refused), or deliver anything after a peer closed.
+What it must never do: succeed where real WebRTC would not, or deliver anything after a peer closed.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
-"""What a client receives: a sink that counts frames and samples with their times, and writes an MP4.
+"""What a client receives: `MediaSink` counts frames and samples with their arrival and media times, keeps
+them if asked, and writes them to an MP4.
 
-Why it exists: tests, benchmarks and `talkstream talk` all need to know what arrived over WebRTC and when,
-and users want the talk as a file. The sink keeps every received frame's arrival time and media time, and
-optionally the frames themselves, which `write_mp4` encodes with PyAV (H.264 and AAC, both tracks).
-
-What it must never do: block the transport's receive loop (it only appends), or hold frames it was not
-asked to keep.
+What it must never do: block the transport's receive loop, or hold frames it was not asked to keep.
 """
 
 from __future__ import annotations

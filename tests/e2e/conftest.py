@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
+from talkstream.adapters.server.build import ServerSettings, build_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from chromium import CHROMIUM, FLAGS, hide_addresses_like_a_browser  # bench/chromium.py

@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.http_server import SERVICE
+from talkstream.adapters.server.app import SERVICE
 
 from .conftest import ARTIFACTS, KEY
 

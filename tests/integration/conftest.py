@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from served import Served, encode_wav, serving  # bench/served.py (tests/conftest.py puts it on the path)
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.server import Limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from served import Served, serving  # bench/served.py: `talkstream serve` in a process of its own
-
-__all__ = ["Served", "serving"]
+__all__ = ["Served", "encode_wav", "serving"]
 
 KEY = "test-user:test-secret"
 OTHER_KEY = "other-user:other-secret"
 LIMITED_KEY = "limited-user:limited-secret"  # may choose a session_timeout, may not use local files
-
-
-def wav_bytes(pcm: np.ndarray, rate: int = 16_000) -> bytes:
-    """A mono 16-bit WAV file made with PyAV (a real encoder, not hand-written headers)."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
 
 
 def loud_quiet_loud(rate: int = 16_000) -> bytes:
@@ -51,7 +31,7 @@ def loud_quiet_loud(rate: int = 16_000) -> bytes:
     t = np.arange(int(0.8 * rate)) / rate
     buzz = (np.sign(np.sin(2 * np.pi * 140 * t)) * 0.4 + np.sin(2 * np.pi * 700 * t) * 0.3) * 20000
     silence = np.zeros(int(0.8 * rate))
-    return wav_bytes(np.concatenate([buzz, silence, buzz]), rate)
+    return encode_wav(np.concatenate([buzz, silence, buzz]), rate)
 
 
 class Api:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
 from talkstream.adapters.cassette import (
     CassetteMismatchError,
     Recorder,
@@ -14,7 +13,8 @@ from talkstream.adapters.cassette import (
     ReplayTransport,
     load_cassette,
 )
-from talkstream.adapters.http_inprocess import InProcessAdapter
+from talkstream.adapters.http.inprocess import InProcessAdapter
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.engine.client import StreamClient
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.retry import RetryPolicy

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.cli import main
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.cli import local_photo, main
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient
 from talkstream.engine.errors import ConnectionFailedError, NotFoundError, SessionError, ValidationError
 from talkstream.engine.retry import RetryPolicy
@@ -20,6 +21,8 @@ from talkstream.transports.aiortc_client import AiortcClientTransport
 from talkstream.transports.sink import MediaSink
 
 from .conftest import KEY
+
+PORTRAIT = Path(__file__).resolve().parents[2] / "avatar" / "assets" / "astronaut.png"
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,6 +85,45 @@ async def test_client_sees_expiry_as_closed_expired(server: TestServer) -> None:
         assert stream.session.close_reason is CloseReason.EXPIRED
         with pytest.raises(ConnectionFailedError):
             await stream.connected()
+
+
+def test_talk_command_takes_a_photo_on_this_machine(
+    tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--source ./photo.png` with the embedded server: it may read that photo's folder, and nothing else."""
+    (tmp_path / "me").mkdir()
+    portrait = cv2.imread(str(PORTRAIT))
+    assert portrait is not None
+    cv2.imwrite(str(tmp_path / "me" / "photo.png"), cv2.flip(portrait, 1))  # a photo of its own
+    monkeypatch.chdir(tmp_path)
+    code = main(["talk", "--text", "Mine.", "--source", "./me/photo.png", "--out", "mine.mp4"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    with av.open(str(tmp_path / "mine.mp4")) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="gray")
+    # The mirrored photo, not the bundled one: its bright side is the other side.
+    left, right = first[:, :200].mean(), first[:, -200:].mean()
+    bundled = cv2.cvtColor(portrait, cv2.COLOR_BGR2GRAY)
+    bundled_left, bundled_right = bundled[:, :200].mean(), bundled[:, -200:].mean()
+    assert abs(bundled_left - bundled_right) > 10  # lopsided enough to tell the mirror image
+    assert (left > right) == (bundled_right > bundled_left), (left, right, bundled_left, bundled_right)
+    assert main(["talk", "--text", "x", "--source", "./me/nothing.png"]) == 2
+    assert "no such photo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("source", "local"),
+    [
+        ("bundled:astronaut", None),
+        ("https://example.invalid/me.jpg", None),
+        ("me.jpg", "me.jpg"),
+        ("./a/me.jpg", "a/me.jpg"),
+        ("file:///tmp/x%20y.png", "/tmp/x y.png"),
+    ],
+)
+def test_which_sources_are_photos_on_this_machine(source: str, local: str | None, tmp_path: Path) -> None:
+    found = local_photo(source)
+    assert found == (None if local is None else (Path.cwd() / local).resolve())
 
 
 def test_talk_command_writes_an_mp4_with_a_moving_mouth_and_speech(tmp_path: Path, capsys: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
-from talkstream.adapters.http_inprocess import InProcessAdapter
+from talkstream.adapters.http.inprocess import InProcessAdapter
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.engine.client import StreamClient
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.states import Input, State

@@ -15,11 +15,11 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
 from talkstream.adapters.cassette import Recorder
-from talkstream.adapters.http_client import AiohttpAdapter
-from talkstream.adapters.http_inprocess import InProcessAdapter
-from talkstream.adapters.http_server import SERVICE
+from talkstream.adapters.http.inprocess import InProcessAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
+from talkstream.adapters.server.app import SERVICE
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.engine.client import StreamClient
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.events import SessionEvent

@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
-from talkstream.adapters.http_server import SERVICE
+from talkstream.adapters.server.app import SERVICE
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.speech import RATE, Synthesis
 from talkstream.engine.states import State
 

@@ -25,7 +25,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
 from talkstream.engine.messages import MAX_TEXT
-from talkstream.transports.aiortc_transport import offered_host_addresses
+from talkstream.transports.aiortc_patches import offered_host_addresses
 
 from .conftest import Served, serving
 

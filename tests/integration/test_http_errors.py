@@ -1,4 +1,4 @@
-"""Every error kind of PROTOCOL.md, provoked over HTTP on 127.0.0.1, in D-ID's body shape."""
+"""Every error kind of the protocol, provoked over HTTP on 127.0.0.1, in D-ID's body shape."""
 
 from __future__ import annotations
 

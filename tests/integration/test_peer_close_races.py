@@ -20,7 +20,7 @@ import pytest
 from talkstream.engine.errors import TransportError
 from talkstream.engine.ports import PeerOptions
 from talkstream.transports.aiortc_client import AiortcClientTransport
-from talkstream.transports.aiortc_transport import AiortcServerTransport
+from talkstream.transports.aiortc_server import AiortcServerTransport
 
 pytestmark = pytest.mark.timeout(120)
 

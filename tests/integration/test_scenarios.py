@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
 from talkstream.adapters.cli import main
-from talkstream.adapters.replay import DEFAULT_KEY, OTHER_KEY, run_scenario
+from talkstream.adapters.scenarios import DEFAULT_KEY, OTHER_KEY, run_scenario
+from talkstream.adapters.server.build import ServerSettings, build_app
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "specs" / "scenarios").glob("*.yaml"))
 

@@ -10,11 +10,6 @@ spec, so `positive_data_acceptance` (which wants a 2xx for any schema-valid requ
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +24,10 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from served import Served, serving
 
-SPEC = Path(__file__).resolve().parents[2] / "specs" / "openapi.yaml"
-KEY = "fuzz-user:fuzz-secret"
+from talkstream.specs import OPENAPI
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -43,65 +39,32 @@ CHECKS = [
 pytestmark = pytest.mark.timeout(600)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def live() -> Iterator[str]:
-    """`talkstream serve` on a free port, with room for many streams and requests."""
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "talkstream.adapters.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--max-streams-per-key",
-        "1000",
-        "--max-streams",
-        "1000",
-        "--requests-per-second",
-        "100000",
-        "--no-fetch",  # made-up URLs are refused before any name is looked up: nothing leaves the machine
-    ]
-    env = {**os.environ, "TALKSTREAM_API_KEYS": KEY}
-    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        _, errors = server.communicate(timeout=30)
-        assert server.returncode == 0, errors.decode()[-2000:]
-        assert b"Traceback" not in errors, errors.decode()[-4000:]
+def live(tmp_path: Path) -> Iterator[Served]:
+    """`talkstream serve` on a free port, with room for many streams and requests; its log must end clean."""
+    log = tmp_path / "serve.log"
+    extra = ("--max-streams-per-key", "1000", "--max-streams", "1000", "--requests-per-second", "100000")
+    # --no-fetch: made-up URLs are refused before any name is looked up, so nothing leaves the machine
+    with serving(*extra, "--no-fetch", log=log) as server:
+        yield server
+    assert server.process.returncode == 0, log.read_text()[-2000:]
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
 
 
-schema = schemathesis.openapi.from_path(SPEC)
+schema = schemathesis.openapi.from_path(OPENAPI)
 
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_within_the_spec(case: Any, live: str) -> None:
-    case.headers = {**(case.headers or {}), "Authorization": f"Basic {KEY}"}
-    case.call_and_validate(base_url=live, checks=CHECKS)
+def test_every_operation_answers_within_the_spec(case: Any, live: Served) -> None:
+    case.headers = {**(case.headers or {}), "Authorization": f"Basic {live.key}"}
+    case.call_and_validate(base_url=live.base, checks=CHECKS)
 
 
-def test_sequences_along_the_links_answer_within_the_spec(live: str) -> None:
+def test_sequences_along_the_links_answer_within_the_spec(live: Served) -> None:
     class Workflow(schema.as_state_machine()):  # type: ignore[misc]
         def before_call(self, case: Any) -> None:
-            case.headers = {**(case.headers or {}), "Authorization": f"Basic {KEY}"}
+            case.headers = {**(case.headers or {}), "Authorization": f"Basic {live.key}"}
             if isinstance(case.body, dict) and case.operation.label == "POST /talks/streams":
                 # Streams must exist for the links to lead anywhere: a made-up source_url is a 400 (the
                 # per-operation test sends those). A stream asking to expire within microseconds is gone
@@ -111,7 +74,7 @@ def test_sequences_along_the_links_answer_within_the_spec(live: str) -> None:
                 case.body.pop("session_timeout", None)
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"base_url": live}
+            return {"base_url": live.base}
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
             seen.append((case.operation.label, response.status_code))

@@ -11,11 +11,11 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
-from talkstream.adapters.http_server import SERVICE
+from talkstream.adapters.server.app import SERVICE
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.states import CloseReason
-from talkstream.transports.aiortc_transport import offered_host_addresses
+from talkstream.transports.aiortc_patches import offered_host_addresses
 
 from .conftest import Api
 

@@ -30,9 +30,10 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
-from talkstream.adapters.http_client import AiohttpAdapter
-from talkstream.adapters.http_server import SERVICE, RequestLimits
+from talkstream.adapters.http.network import AiohttpAdapter
+from talkstream.adapters.server.app import SERVICE
+from talkstream.adapters.server.auth import RequestLimits
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
@@ -40,7 +41,7 @@ from talkstream.engine.server import Limits, StreamService
 from talkstream.transports.aiortc_client import AiortcClientTransport
 from talkstream.transports.sink import MediaSink
 
-from .conftest import KEY, Api, wav_bytes
+from .conftest import KEY, Api, encode_wav
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -52,7 +53,7 @@ UNLIMITED = RequestLimits(per_key=1e9, key_burst=1e9, total=1e9, total_burst=1e9
 
 def short_speech() -> bytes:
     t = np.arange(int(0.4 * 16_000)) / 16_000
-    return wav_bytes(np.sin(2 * np.pi * 180 * t) * 12_000)
+    return encode_wav(np.sin(2 * np.pi * 180 * t) * 12_000)
 
 
 _libc = ctypes.CDLL("libc.so.6") if sys.platform == "linux" else None
@@ -199,7 +200,7 @@ async def test_300_cycles_ten_at_a_time_leave_nothing_behind(
 
 VANISHING_CLIENT = r"""
 import asyncio, sys
-from talkstream.adapters.http_client import AiohttpAdapter
+from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
 from talkstream.transports.aiortc_client import AiortcClientTransport

@@ -21,7 +21,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from talkstream.engine.states import State
-from talkstream.transports.aiortc_transport import offered_host_addresses
+from talkstream.transports.aiortc_patches import offered_host_addresses
 
 from .conftest import Api, loud_quiet_loud
 
@@ -245,7 +245,7 @@ async def test_talks_queue_in_order_and_nothing_is_sent_between_them(api: Api) -
 
 
 async def test_delete_closes_the_peer_and_frees_the_stream(api: Api, server: Any) -> None:
-    from talkstream.adapters.http_server import SERVICE
+    from talkstream.adapters.server.app import SERVICE
 
     service = server.app[SERVICE]
     peer = Peer()
@@ -295,7 +295,7 @@ async def test_a_browser_hiding_behind_mdns_still_connects(api: Api, server: Any
     The server drops the names (resolving them would wait 1 s and multicast) and must not take the end
     marker as "no candidates at all": the peer's checks reveal its address as peer-reflexive.
     """
-    from talkstream.adapters.http_server import SERVICE
+    from talkstream.adapters.server.app import SERVICE
 
     peer = Peer()
     try:

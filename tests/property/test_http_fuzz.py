@@ -22,8 +22,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from talkstream.adapters.bootstrap import ServerSettings, build_app
-from talkstream.adapters.http_server import SERVICE, RequestLimits
+from talkstream.adapters.server.app import SERVICE
+from talkstream.adapters.server.auth import RequestLimits
+from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.server import StreamService
 from talkstream.engine.states import State
@@ -250,7 +251,7 @@ async def connects(world: World) -> None:
     """A real aiortc peer answers the target stream and reaches connected; then the stream is replaced."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-    from talkstream.transports.aiortc_transport import offered_host_addresses
+    from talkstream.transports.aiortc_patches import offered_host_addresses
 
     stream = next(s for s in world.service.streams() if s.session.stream_id == world.stream_id)
     peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from talkstream.adapters.http_server import KeyRing, create_app
+from talkstream.adapters.server.app import create_app
+from talkstream.adapters.server.auth import KeyRing
 from talkstream.avatar.speech import Synthesis
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.errors import BadRequestError

@@ -9,12 +9,11 @@ the sound's own edges.
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from served import encode_wav
 
 from talkstream.avatar.speech import audio_speech
 from talkstream.engine.clock import VirtualClock
@@ -38,13 +37,7 @@ def buzz_wav() -> bytes:
         at = round(start * RATE)
         voiced = np.sign(np.sin(2 * np.pi * 140 * t)) * 8000 + np.sin(2 * np.pi * 700 * t) * 6000
         pcm[at : at + len(t)] = voiced
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm.astype("<i2").tobytes())
-    return out.getvalue()
+    return encode_wav(pcm, RATE)
 
 
 class PaintedFace:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talkstream.adapters.replay import _fold
+from talkstream.adapters.scenarios import _fold
 
 LATE = [
     "offer_received",

@@ -6,7 +6,7 @@ import asyncio
 
 import aiortc.rtcrtpsender
 
-from talkstream.transports.aiortc_transport import paced_reports
+from talkstream.transports.aiortc_patches import paced_reports
 
 
 def stand_in() -> object:

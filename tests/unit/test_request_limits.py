@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from talkstream.adapters.http_server import KeyRing, RequestLimits, create_app
+from talkstream.adapters.server.app import create_app
+from talkstream.adapters.server.auth import KeyRing, RequestLimits
 from talkstream.engine.errors import NotFoundError, RateLimitedError
 
 

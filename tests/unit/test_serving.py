@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from talkstream.adapters.serving import (
+from talkstream.adapters.server.serving import (
     ACCEPT_FAILED,
     AcceptErrorThrottle,
     MemoryKeeper,
@@ -89,7 +89,7 @@ async def test_the_keeper_frees_cycles_of_closed_streams_when_streams_close() ->
 TUNED = """
 import fractions, os, sys
 import av, numpy as np
-from talkstream.adapters.serving import tune_process
+from talkstream.adapters.server.serving import tune_process
 done = tune_process() if sys.argv[1] == "tuned" else {}
 resamplers = []
 for _ in range(4):  # what four streams' Opus encoders do

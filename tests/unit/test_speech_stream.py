@@ -4,13 +4,12 @@ stretch ahead of playing and no further, and let go of when a talk ends early.""
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 from collections.abc import Iterator
 
-import av
 import numpy as np
 import pytest
+from served import encode_wav
 
 from talkstream.avatar.speech import (
     MAX_PIECE_CHARS,
@@ -158,21 +157,8 @@ async def test_closing_waits_for_the_stretch_being_made_and_lets_go_of_the_sourc
     assert await speech.next() is None
 
 
-def wav(pcm: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="wav") as container:
-        stream = container.add_stream("pcm_s16le", rate=rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
-
-
 def test_audio_is_decoded_as_it_is_asked_for() -> None:
-    data = wav(talk_like(5.0).astype(np.int16)[::6], 8000)
+    data = encode_wav(talk_like(5.0).astype(np.int16)[::6], 8000)
     stated, chunks = decoded_audio(data, chunk_seconds=1.0)
     assert stated == pytest.approx(5.0, abs=0.05)
     first = next(chunks)
@@ -182,13 +168,13 @@ def test_audio_is_decoded_as_it_is_asked_for() -> None:
 
 
 def test_audio_longer_than_the_cap_is_refused_before_decoding() -> None:
-    data = wav(np.zeros(8000 * 601, np.int16), 8000)  # 601 s stated in its header
+    data = encode_wav(np.zeros(8000 * 601, np.int16), 8000)  # 601 s stated in its header
     with pytest.raises(BadRequestError, match="longer than 600 s"):
         decoded_audio(data)
 
 
 async def test_an_audio_talk_states_its_length_once_primed() -> None:
-    speech = audio_speech(wav(talk_like(4.0)[::6], 8000), pad_seconds=1.0)
+    speech = audio_speech(encode_wav(talk_like(4.0)[::6], 8000), pad_seconds=1.0)
     await speech.prime()
     assert speech.duration == pytest.approx(5.0, abs=0.05)
     total = 0.0

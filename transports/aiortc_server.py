@@ -1,41 +1,21 @@
-"""Real WebRTC for the server side, with aiortc (implements `engine.ports.ServerTransport`).
+"""Real WebRTC for the server side, with aiortc (implements `engine.ports.ServerTransport`): one
+`RTCPeerConnection` per stream with a send-only Opus track, a send-only VP8 (or H264) track and a data
+channel; answers checked before aiortc sees them; browsers' mDNS candidates dropped; events sent once, on the
+client's own channel when it opened one; a watchdog for peers gone silent.
 
-Why it exists: the embedded server must speak to browsers and to D-ID's own clients over real WebRTC. This
-module wraps one `RTCPeerConnection` per stream: an offer with a send-only Opus audio track, a send-only
-video track (VP8, or H264 when asked) and a data channel; client-opened channels (D-ID's
-``JanusDataChannel``) are accepted, and each event goes out once, on one channel: the client's when it
-opened one, ours otherwise.
-
-Three facts of aiortc/aioice shape it (see ../shared/notes):
-
-* With no ``iceServers`` aiortc asks a public STUN server: peers always get an explicit list, empty by
-  default.
-* aioice never offers 127.0.0.1. The transport's ``host_addresses`` setting chooses the addresses it
-  offers (loopback by default when serving locally) through a hook on ``aioice.ice.get_host_addresses``
-  that answers from a context variable set only while one of *our* peers gathers; every other gather gets
-  aioice's own answer. This is the supported knob, documented here, not a patch hidden in a test.
-* Browsers hide host addresses behind mDNS ``.local`` names, and aioice waits a fixed second trying to
-  resolve each by multicast. The server drops such candidates: the browser's checks reach the server's
-  loopback candidate anyway and the server learns the browser's address as peer-reflexive, so nothing
-  stalls and no multicast leaves the machine.
-
-aiortc handlers run fire-and-forget through pyee: they only report inputs through the callback the
-service gave; engine logic never runs inside them.
+What it must never do: ask a STUN server nobody configured (peers always get an explicit ICE server list),
+resolve `.local` names (multicast), or run engine logic inside aiortc's event handlers (they only report).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import fractions
 import logging
 import random
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-import aioice.ice
-import aiortc.rtcrtpsender
 import aiortc.sdp
 import av
 import numpy as np
@@ -44,12 +24,10 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
@@ -63,28 +41,19 @@ from talkstream.engine.ports import (
 )
 from talkstream.engine.states import Input
 
-from .aiortc_patches import install_aiortc_patches
+from .aiortc_common import BAD_SDP, ice_state_input, rtc_ice_servers
+from .aiortc_patches import (
+    IDLE_REPORT_SECONDS,
+    install_aiortc_patches,
+    note_peer_packets,
+    offered_host_addresses,
+    paced_reports,
+    release_late_sockets,
+)
 
-__all__ = [
-    "AiortcServerTransport",
-    "ice_state_input",
-    "offered_host_addresses",
-    "paced_reports",
-    "release_late_sockets",
-]
+__all__ = ["DEFAULT_SILENCE_TIMEOUT", "AiortcServerPeer", "AiortcServerTransport"]
 
 _log = logging.getLogger(__name__)
-_BAD_ANSWER = (
-    StopIteration,  # an a=fmtp with no a=rtpmap: aiortc's codec lookup runs out
-    ValueError,
-    AssertionError,
-    AttributeError,
-    KeyError,
-    IndexError,
-    TypeError,
-    OperationError,
-    InvalidAccessError,
-)
 
 
 def _check_answer(sdp: str) -> None:
@@ -96,7 +65,7 @@ def _check_answer(sdp: str) -> None:
     """
     try:
         parsed = aiortc.sdp.SessionDescription.parse(sdp)
-    except _BAD_ANSWER as exc:
+    except BAD_SDP as exc:
         raise BadRequestError(f"invalid answer: the SDP does not parse ({exc})") from exc
     if not parsed.media:
         raise BadRequestError("invalid answer: it has no media sections")
@@ -112,117 +81,6 @@ VIDEO_CLOCK = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 _AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
 _QUEUE_FRAMES = 8  # frames a track may hold ahead of the encoder: bounds latency, gives back-pressure
-
-# -- choosing the host addresses aioice offers ------------------------------------------------------------
-
-_HOST_ADDRESSES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
-    "talkstream_host_addresses", default=None
-)
-_original_get_host_addresses: Any = None
-
-
-def _install_host_address_hook() -> None:
-    global _original_get_host_addresses
-    if _original_get_host_addresses is not None:
-        return
-    original = aioice.ice.get_host_addresses
-    _original_get_host_addresses = original
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        chosen = _HOST_ADDRESSES.get()
-        if chosen is None:
-            return list(original(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
-        return [a for a in chosen if (use_ipv6 if ":" in a else use_ipv4)]
-
-    aioice.ice.get_host_addresses = get_host_addresses
-
-
-@contextlib.contextmanager
-def offered_host_addresses(addresses: Sequence[str]) -> Iterator[None]:
-    """Within this block (and tasks started in it), ICE gathering offers exactly `addresses`."""
-    _install_host_address_hook()
-    token = _HOST_ADDRESSES.set(tuple(addresses))
-    try:
-        yield
-    finally:
-        _HOST_ADDRESSES.reset(token)
-
-
-async def release_late_sockets(pc: RTCPeerConnection) -> None:
-    """Close the ICE sockets a gathering opened after its peer connection was closed.
-
-    Gathering (inside ``setLocalDescription``) opens one UDP socket per address and component, awaiting
-    each. A ``close()`` that lands in between (a shutdown, or a client giving up, while an offer or answer
-    is being made) closes the sockets made so far; the rest stayed open until the garbage collector found
-    them: 3 per peer here, each a ResourceWarning. aioice's ``Connection.close`` may run again: it closes
-    whatever sockets the connection holds now. Call it once the gathering has returned.
-    """
-    transports = [t.receiver.transport for t in pc.getTransceivers()]
-    if pc.sctp is not None:
-        transports.append(pc.sctp.transport)
-    connections = {id(c): c for c in (t.transport.iceGatherer._connection for t in transports)}
-    for connection in connections.values():
-        await connection.close()
-
-
-def ice_state_input(state: str, *, connected_reported: bool, closing: bool) -> Input | None:
-    """The engine input an aiortc ICE connection state means, if any (both roles share this).
-
-    aiortc goes from checking to completed (browsers pass through connected): either is "connected",
-    reported once. A close we started ourselves is not news.
-    """
-    if state in ("connected", "completed"):
-        return None if connected_reported else Input.ICE_CONNECTED
-    if state == "failed":
-        return Input.ICE_FAILED
-    if state == "closed" and not closing:
-        return Input.TRANSPORT_CLOSED
-    return None
-
-
-# -- pacing the senders' reports ------------------------------------------------------------------------
-#
-# aiortc sends a sender report (RTCP SR) from every sender every 0.5-1.5 s, whether or not it sends media. An
-# idle stream sends none, yet its two report timers wake the event loop twice a second: with 200 idle
-# streams that was most of the idle server's CPU (bench/idle.py, py-spy). RFC 3550 (6.2) recommends at
-# least 5 s between reports; while media flows, receivers want them often to line audio up with video.
-# aiortc's only use of `random` in its sender module is that interval (`0.5 + random.random()` seconds), so
-# a stand-in for the module there asks the context the report task runs in: a sender started under
-# `paced_reports` waits `0.5 + pace()` instead. Everything else keeps aiortc's own pacing.
-
-IDLE_REPORT_SECONDS = 5.0
-_REPORT_PACE: contextvars.ContextVar[Callable[[], float] | None] = contextvars.ContextVar(
-    "talkstream_report_pace", default=None
-)
-
-
-class _PacedRandom:
-    """Stands in for the `random` module inside `aiortc.rtcrtpsender` (see above)."""
-
-    def random(self) -> float:
-        pace = _REPORT_PACE.get()
-        return random.random() if pace is None else pace()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(random, name)
-
-
-def _install_report_pacing() -> None:
-    namespace = vars(aiortc.rtcrtpsender)
-    if not isinstance(namespace["random"], _PacedRandom):
-        namespace["random"] = _PacedRandom()
-
-
-@contextlib.contextmanager
-def paced_reports(pace: Callable[[], float]) -> Iterator[None]:
-    """Senders started within this block (and tasks started in it) wait `0.5 + pace()` s between reports."""
-    _install_report_pacing()
-    token = _REPORT_PACE.set(pace)
-    try:
-        yield
-    finally:
-        _REPORT_PACE.reset(token)
-
 
 # -- media ------------------------------------------------------------------------------------------------
 
@@ -261,10 +119,6 @@ class _AudioOut(_QueuedTrack):
     kind = "audio"
 
 
-def _rtc_ice_servers(servers: Sequence[IceServerConfig]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
-
-
 class AiortcServerPeer:
     """One stream's `RTCPeerConnection` (implements `engine.ports.ServerPeer`)."""
 
@@ -280,7 +134,7 @@ class AiortcServerPeer:
         self.stream_id = stream_id
         self._options = options
         self._report = report
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_rtc_ice_servers(transport.ice_servers)))
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(transport.ice_servers)))
         self._video = _VideoOut()
         self._audio = _AudioOut()
         # Events go to one channel: the client's own when it opened one (D-ID's clients open
@@ -370,7 +224,7 @@ class AiortcServerPeer:
         try:
             with paced_reports(self._report_pace):  # the senders start in a task made here
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-        except _BAD_ANSWER as exc:
+        except BAD_SDP as exc:
             # aiortc's OperationError/InvalidAccessError here mean the answer does not fit the offer
             raise BadRequestError(f"invalid answer: {exc}") from exc
         except Exception as exc:
@@ -384,27 +238,15 @@ class AiortcServerPeer:
             await self._add_end()
 
     def _listen_for_the_peer(self) -> None:
-        """Note the time of everything the peer sends: its STUN checks and its DTLS, SRTP and SCTP packets.
+        """From the answer on, `heard_at` is the time of the peer's last packet (the silence watchdog's
+        reading)."""
+        loop = asyncio.get_running_loop()
+        self.heard_at = loop.time()
 
-        aioice hands each datagram to its connection's `request_received` or `data_received`; those are
-        wrapped on this peer's connections only. `heard_at` is what the transport's silence watchdog reads.
-        """
-        self.heard_at = asyncio.get_running_loop().time()
-        transports = [
-            t.sender.transport for t in self._pc.getTransceivers() if t.sender.transport is not None
-        ]
-        if self._pc.sctp is not None:
-            transports.append(self._pc.sctp.transport)
-        connections = {id(c): c for c in (t.transport.iceGatherer._connection for t in transports)}
-        for connection in connections.values():
-            for name in ("request_received", "data_received"):
-                original = getattr(connection, name)
+        def heard() -> None:
+            self.heard_at = loop.time()
 
-                def heard(*args: Any, _original: Any = original) -> Any:
-                    self.heard_at = asyncio.get_running_loop().time()
-                    return _original(*args)
-
-                setattr(connection, name, heard)
+        note_peer_packets(self._pc, heard)
 
     def silent_for(self, now: float) -> float | None:
         """Seconds since the peer last sent anything, once ICE connected (None before, or once closing)."""

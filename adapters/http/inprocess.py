@@ -1,13 +1,5 @@
-"""HTTP in process: the client's requests handed to an aiohttp app through memory, not a socket.
-
-Why it exists: tests and scenario replay want the whole protocol, server included, in one process and
-fast, without ports to pick or sockets to leak (as httpx's ``ASGITransport`` does for ASGI apps). Each
-request is real HTTP/1.1 bytes fed to the app's own request handler (aiohttp's server protocol) over an
-in-memory `asyncio.Transport`; the bytes it writes back are parsed as the response. Middlewares, routing,
-auth and error bodies all run exactly as over the network.
-
-The adapter owns the app's lifetime: the first request starts it (its cleanup contexts run), `aclose`
-stops it.
+"""HTTP into an aiohttp app in the same process: real HTTP/1.1 bytes fed to the app's own request handler
+over an in-memory transport, the answer parsed back. The adapter owns the app's lifetime.
 
 What it must never do: open a socket, or bypass the app's middlewares.
 """

@@ -1,14 +1,9 @@
-"""Running the HTTP app as a long-lived process: no client can hold the server (connection cap, time
-limits, descriptor limit, a bounded log when descriptors run out anyway), and memory stays flat under churn
-(bounded thread pools, few allocator arenas, freed memory given back).
+"""The server as a long-lived process: `GuardedSite` (a connection cap answered with D-ID's 503, a header
+time limit), the descriptor limit, a bounded log of accept errors, `tune_process` (malloc arenas, FFmpeg
+threads), a bounded executor, `MemoryKeeper`, and `serve_app`, which ``talkstream serve`` runs.
 
-`serve_app` is what ``talkstream serve`` runs; services embedding talkstream on their own aiohttp runner
-use `GuardedSite`, `ConnectionLimits`, `tune_process` and `MemoryKeeper` the same way. The request body's
-time limit is the app's (`http_server.create_app`'s ``body_timeout``), since only a handler knows when it
-reads a body.
-
-What it must never do: answer a refused connection with anything but D-ID's error shape, log once per
-failed ``accept()``, or change process-wide settings at import (only `tune_process` does, when called).
+What it must never do: answer a refused connection outside D-ID's error shape, log once per failed
+``accept()``, or change process-wide settings at import.
 """
 
 from __future__ import annotations
@@ -316,7 +311,7 @@ async def serve_app(
     app: web.Application,
     host: str,
     port: int,
-    limits: ConnectionLimits,
+    limits: ConnectionLimits | None = None,
     *,
     shutdown_timeout: float = 5.0,
     started: Callable[[GuardedSite], None] | None = None,
@@ -332,6 +327,7 @@ async def serve_app(
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    limits = limits or ConnectionLimits()
     runner = guarded_runner(app, limits, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:

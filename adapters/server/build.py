@@ -21,9 +21,10 @@ from talkstream.engine.clock import Clock, SystemClock
 from talkstream.engine.ports import IceServerConfig, ServerTransport
 from talkstream.engine.server import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
-from talkstream.transports.aiortc_transport import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
+from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 
-from .http_server import DEFAULT_BODY_TIMEOUT, SERVICE, KeyRing, RequestLimits, create_app
+from .app import DEFAULT_BODY_TIMEOUT, SERVICE, create_app
+from .auth import KeyRing, RequestLimits
 
 __all__ = ["ServerSettings", "build_app"]
 

@@ -1,18 +1,6 @@
-"""Scenario replay: YAML spec files (specs/scenarios/) run against a server, as conformance tests.
-
-Why it exists: the protocol's rules are easiest to read, review and extend as small scripted stories
-("create, connect, talk, the server answers 429 twice, the client retries, the talk plays"). A scenario
-names steps and expectations; this runner plays them with talkstream's client against a target:
-
-* ``inprocess`` (default): the real server app in this process, its HTTP through `InProcessAdapter`;
-  with the ``memory`` transport and the virtual clock, minutes of protocol time replay in milliseconds;
-  with ``aiortc``, real WebRTC on 127.0.0.1 in real time;
-* a URL: any compatible server over the network (its keys in ``TALKSTREAM_REPLAY_KEY`` and, for
-  scenarios about strangers, ``TALKSTREAM_REPLAY_OTHER_KEY``), with aiortc.
-
-Faults are injected between the client and the server (HTTP errors with or without Retry-After, network
-errors) and, on the memory transport, in WebRTC itself (ICE failure, lost data-channel messages, a
-vanished peer). The format is specs/scenario.schema.json, documented in specs/README.md.
+"""Scenarios: YAML files of steps and expectations (the format is `specs/scenario.schema.json`, explained in
+specs/README.md) played with talkstream's client against a server in this process (memory or aiortc
+transport) or at a URL, with faults injected between them.
 
 What it must never do: contact anything but the target, or pass a scenario whose expectation it could not
 check (an unmet requirement skips it, with the reason).
@@ -24,7 +12,6 @@ import json
 import os
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,22 +25,22 @@ from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.client import ClientStream, ClientTalk, StreamClient
 from talkstream.engine.clock import Clock, SystemClock, VirtualClock, run_with_timeout
 from talkstream.engine.errors import (
-    ConnectionFailedError,
     TalkstreamError,
     ValidationError,
     error_from_response,
 )
-from talkstream.engine.ports import HttpPort, HttpRequest, HttpResponse
+from talkstream.engine.ports import HttpPort, HttpRequest
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import State
+from talkstream.specs import MEDIA, SCENARIO_SCHEMA
 
-from .bootstrap import ServerSettings, build_app
-from .http_client import AiohttpAdapter
-from .http_inprocess import InProcessAdapter
+from .http.faulty import FaultyAdapter
+from .http.inprocess import InProcessAdapter
+from .http.network import AiohttpAdapter
+from .server.build import ServerSettings, build_app
 
-__all__ = ["SCHEMA_PATH", "FaultyAdapter", "Outcome", "load_scenario", "run_scenario"]
+__all__ = ["Outcome", "load_scenario", "run_scenario"]
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "specs" / "scenario.schema.json"
 T = TypeVar("T")
 
 DEFAULT_KEY = "replay:default-key"
@@ -80,45 +67,13 @@ def load_scenario(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ScenarioError(f"{path}: not YAML: {exc}") from exc
-    schema = json.loads(SCHEMA_PATH.read_text())
+    schema = json.loads(SCENARIO_SCHEMA.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.absolute_path) or "(top)"
         raise ScenarioError(f"{path}: {where}: {first.message}")
     return data  # type: ignore[no-any-return]
-
-
-class FaultyAdapter:
-    """An `HttpPort` between client and server that can answer in the server's place, and counts attempts."""
-
-    def __init__(self, inner: HttpPort) -> None:
-        self.inner = inner
-        self.attempts = 0
-        self._faults: deque[tuple[str, int, float | None]] = deque()
-
-    def inject_http(self, status: int, retry_after: float | None, times: int) -> None:
-        self._faults.extend([("http", status, retry_after)] * times)
-
-    def inject_network(self, times: int) -> None:
-        self._faults.extend([("network", 0, None)] * times)
-
-    def clear(self) -> None:
-        self._faults.clear()
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        self.attempts += 1
-        if self._faults:
-            kind, status, retry_after = self._faults.popleft()
-            if kind == "network":
-                raise ConnectionFailedError(f"{request.method} {request.path}: injected network error")
-            headers = {} if retry_after is None else {"retry-after": f"{retry_after:g}"}
-            body = {"kind": "InjectedFault", "description": f"injected HTTP {status}"}
-            return HttpResponse(status=status, body=body, headers=headers)
-        return await self.inner.send(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @attrs.define
@@ -153,9 +108,6 @@ class World:
             await port.aclose()
         for close in reversed(self.closers):
             await close()
-
-
-MEDIA = Path(__file__).resolve().parent.parent / "specs" / "scenarios" / "media"
 
 
 async def _serve_media() -> tuple[str, Callable[[], Awaitable[None]]]:

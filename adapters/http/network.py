@@ -1,10 +1,6 @@
-"""HTTP out: the client's adapters, one small base and the aiohttp one that goes over the network.
-
-Why it exists: the client (`engine.client`) sends protocol requests through `engine.ports.HttpPort`
-without knowing how they travel. `AiohttpAdapter` sends them to a base URL with D-ID's auth
-(``Authorization: Basic <key>``, the key as is, as D-ID's own clients send it), per-request timeouts, and
-translates aiohttp's exceptions at this boundary: connection trouble becomes `ConnectionFailedError`,
-a timeout `TimeoutError_`, so nothing from aiohttp escapes.
+"""HTTP over the network with aiohttp: `AiohttpAdapter` sends the client's requests to a base URL with D-ID's
+auth and per-request timeouts, and turns aiohttp's exceptions into `ConnectionFailedError` and
+`TimeoutError_`.
 
 What it must never do: log the key, follow a redirect to another host, or raise an aiohttp exception.
 """
