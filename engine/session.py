@@ -1,24 +1,7 @@
-"""Stream sessions and the engine that owns them: inputs in order, history, idle expiry, events.
+"""Stream sessions and the engine that owns them: one input at a time in arrival order, the idle and
+connect timers, the bounded history, and the events each change publishes.
 
-Why it exists: both sides of talkstream (the embedded server and the client) keep one `StreamSession` per
-stream and feed it `Input`s as things happen. The session makes sure that
-
-* an input the table does not allow raises `IllegalTransition` and changes nothing;
-* inputs are applied one at a time, in arrival order, even from concurrent tasks. transitions'
-  `AsyncMachine` cancels a running transition when another trigger arrives for the same model, so the
-  session queues callers (a FIFO hand-off, like `asyncio.Lock`, but with no allocation until two callers
-  actually meet);
-* every protocol message (create, sdp, ice, talk) pushes the idle deadline to ``last message + idle
-  timeout``; at that deadline, never earlier, the session closes as ``expired``;
-* no ICE connection within ``connect_timeout`` of entering ``ice`` closes it as ``connect_timeout``;
-* a closed session's timers are cancelled, its subscribers released, and the engine forgets it.
-
-`SessionEngine` holds the shared `transitions` machine, the clock, the live sessions by stream id, and the
-engine-wide event hub. Memory matters (services hold thousands of sessions): the session is a slotted attrs
-class, its history a bounded deque, and its subscriber hub and waiter queue exist only once used.
-
-What it must never do: do I/O, import aiohttp or aiortc, or run engine logic inside a transport callback.
-Transports and adapters call `apply` (or the helpers) and await it.
+What it must never do: do I/O, import a backend, or change a session outside its turn.
 """
 
 from __future__ import annotations
@@ -26,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import Coroutine, Iterator
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
@@ -72,6 +55,7 @@ DEFAULT_CONNECT_TIMEOUT = 30.0  # from the answer to ICE connected
 DEFAULT_HISTORY_LIMIT = 32  # transitions kept per session; older ones fall off
 
 _STREAM_ID_PREFIX = "strm_"
+T = TypeVar("T")
 
 
 def new_stream_id() -> str:
@@ -148,41 +132,28 @@ class StreamSession:
 
         Raises `IllegalTransition` (and changes nothing) when the table or the talk queue forbids it.
         """
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy = True
-        try:
-            return await self.engine._apply(self, inp)
-        finally:
-            self._pass_turn()
+        return await self._in_turn(self.engine._apply, self, inp)
 
     async def finish_talk(self) -> State:
         """The talk playing now ended: ``talk_finished`` or ``last_talk_finished``, whichever is true."""
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy = True
-        try:
+
+        def finished() -> Awaitable[State]:
             last = self.talks_pending == 1
-            return await self.engine._apply(self, Input.LAST_TALK_FINISHED if last else Input.TALK_FINISHED)
-        finally:
-            self._pass_turn()
+            return self.engine._apply(self, Input.LAST_TALK_FINISHED if last else Input.TALK_FINISHED)
+
+        return await self._in_turn(finished)
 
     async def close(self, inp: Input = Input.DELETE_REQUESTED) -> CloseReason | None:
         """Close with `inp` (a closing input) unless already closed; return the close reason."""
         if inp not in CLOSING_INPUTS:
             raise ValueError(f"{inp.value} does not close a session")
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy = True
-        try:
+
+        async def closing() -> CloseReason | None:
             if self.state is not State.CLOSED:
                 await self.engine._apply(self, inp)
             return self.close_reason
-        finally:
-            self._pass_turn()
+
+        return await self._in_turn(closing)
 
     # -- watching --------------------------------------------------------------------------------------
 
@@ -204,6 +175,21 @@ class StreamSession:
         return stream
 
     # -- the turn: one input at a time, first come first served -----------------------------------------
+
+    async def _in_turn(self, step: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run `step` once every change that arrived before it is done, and before any that comes after.
+
+        transitions' `AsyncMachine` cancels a running transition when another trigger reaches the same
+        model, so callers queue here: a FIFO hand-off that allocates nothing until two callers meet.
+        """
+        if self._busy:
+            await self._wait_turn()
+        else:
+            self._busy = True
+        try:
+            return await step(*args)
+        finally:
+            self._pass_turn()
 
     async def _wait_turn(self) -> None:
         if self._waiters is None:
@@ -243,11 +229,7 @@ class StreamSession:
         return self._expire()
 
     async def _expire(self) -> None:
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy = True
-        try:
+        async def expire() -> None:
             if self.state is State.CLOSED:
                 return
             if self.engine.clock.now() < self.idle_deadline:
@@ -255,8 +237,8 @@ class StreamSession:
                 self._arm_idle_timer()
                 return
             await self.engine._apply(self, Input.IDLE_EXPIRED)
-        finally:
-            self._pass_turn()
+
+        await self._in_turn(expire)
 
     def _arm_idle_timer(self) -> None:
         if self._idle_timer is None:
@@ -269,15 +251,15 @@ class StreamSession:
         return self._connect_timed_out()
 
     async def _connect_timed_out(self) -> None:
-        if self._busy:
-            await self._wait_turn()
-        else:
-            self._busy = True
-        try:
-            if self.state is State.ICE:
-                await self.engine._apply(self, Input.CONNECT_TIMED_OUT)
-        finally:
-            self._pass_turn()
+        async def time_out() -> None:
+            if self.state is not State.ICE:
+                return
+            # Both deadlines at the same instant: the idle expiry wins, whichever timer the clock fired
+            # first (which one that is depends on when each was last armed).
+            expired = self.engine.clock.now() >= self.idle_deadline
+            await self.engine._apply(self, Input.IDLE_EXPIRED if expired else Input.CONNECT_TIMED_OUT)
+
+        await self._in_turn(time_out)
 
     def _cancel_timers(self) -> None:
         if self._idle_timer is not None:
@@ -420,6 +402,17 @@ class SessionEngine:
     async def _apply(self, session: StreamSession, inp: Input) -> State:
         """Apply `inp` to `session`, which holds its turn. The one place a session changes."""
         source = session.state
+        dest = self._allowed(session, inp)
+        await self._trigger(session, inp, source)
+        now = self.clock.now()
+        self._record(session, inp, source, dest, now)
+        self._announce(session, inp, source, dest, now)
+        return dest
+
+    @staticmethod
+    def _allowed(session: StreamSession, inp: Input) -> State:
+        """The table's next state for `inp`, if its guard holds too; else `IllegalTransition`."""
+        source = session.state
         dest = TRANSITIONS.get((source, inp))
         if dest is None:
             raise IllegalTransition(source, inp)
@@ -427,15 +420,21 @@ class SessionEngine:
             why = _guard_failure(session, inp)
             if why is not None:
                 raise IllegalTransition(source, inp, why)
-        if not await self._events[inp].trigger(session):
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # transitions answers a cancellation inside a transition with False: it is still ours.
-                raise asyncio.CancelledError
-            # The machine is built from the table, so this means a callback added to it vetoed.
-            raise IllegalTransition(source, inp, "the state machine refused it")
-        now = self.clock.now()
+        return dest
 
+    async def _trigger(self, session: StreamSession, inp: Input, source: State) -> None:
+        """Let the `transitions` machine move the session (it writes ``session.state``)."""
+        if await self._events[inp].trigger(session):
+            return
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # transitions answers a cancellation inside a transition with False: it is still ours.
+            raise asyncio.CancelledError
+        # The machine is built from the table, so this means a callback added to it vetoed.
+        raise IllegalTransition(source, inp, "the state machine refused it")
+
+    def _record(self, session: StreamSession, inp: Input, source: State, dest: State, now: float) -> None:
+        """The session's bookkeeping for an applied input: talk queue, idle deadline, timers, history."""
         if inp is Input.TALK_REQUESTED:
             session.talks_pending += 1
         elif inp is Input.TALK_FINISHED or inp is Input.LAST_TALK_FINISHED:
@@ -459,6 +458,9 @@ class SessionEngine:
                 self._sessions.pop(session.stream_id, None)
         session.history.append(HistoryEntry(now, source, inp, dest))
 
+    def _announce(self, session: StreamSession, inp: Input, source: State, dest: State, now: float) -> None:
+        """Publish what happened to the session's and the engine's subscribers; a closed session lets its
+        subscribers go."""
         hub = session._hub
         if hub or self._hub:
             event: SessionEvent = (
@@ -476,7 +478,6 @@ class SessionEngine:
         if dest is State.CLOSED and hub is not None:
             hub.clear()
             session._hub = None
-        return dest
 
     def _publish(self, hub: EventHub[SessionEvent] | None, event: SessionEvent) -> None:
         if hub:

@@ -282,6 +282,21 @@ async def test_connect_timeout_counts_from_entering_ice(clock: VirtualClock) -> 
     assert session.close_reason is CloseReason.CONNECT_TIMEOUT and clock.now() == 130
 
 
+async def test_idle_expiry_wins_a_tie_with_the_connect_timeout(clock: VirtualClock) -> None:
+    """Found by the stateful test: the idle timer, re-armed late, fired after the connect timer set for the
+    same instant, so the reason depended on the order the timers were armed in."""
+    engine = SessionEngine(clock=clock, idle_timeout=1.0, connect_timeout=1.0)
+    session = engine.open("key")
+    await clock.advance_to(0.999999)
+    await session.apply(Input.OFFER_SENT)
+    await session.apply(Input.ANSWER_RECEIVED)  # idle and connect deadlines both at 0.999999 + 1.0
+    tie = 0.999999 + 1.0
+    assert session.idle_deadline == tie
+    await clock.advance_to(tie)
+    assert session.close_reason is CloseReason.EXPIRED
+    assert [e.input for e in session.history][-1] is Input.IDLE_EXPIRED
+
+
 async def test_connecting_in_time_cancels_the_connect_timer(clock: VirtualClock) -> None:
     engine = SessionEngine(clock=clock, connect_timeout=30)
     session = await connected(engine)
