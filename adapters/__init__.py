@@ -1,5 +1,5 @@
-"""HTTP in and out, and the command line: everything that touches a socket or a terminal.
+"""HTTP in (`server`) and out (`http`), cassettes, scenarios and the command line: everything that touches
+a socket or a terminal.
 
-Adapters import the engine, never the reverse, and translate backend exceptions into
-`talkstream.engine.errors` at their boundary.
+What it must never do: let a backend exception out; it becomes a `talkstream.engine.errors` class here.
 """

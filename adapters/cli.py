@@ -26,7 +26,7 @@ from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
 from talkstream.engine.ports import IceServerConfig
-from talkstream.engine.server import Limits
+from talkstream.engine.service import Limits
 from talkstream.engine.session import SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
 from talkstream.specs import SCENARIOS

@@ -1,18 +1,8 @@
-"""Frames of a talking face from one photo: the mouth opens with the speech, the eyes blink.
+"""Frames of a talking face from one photo, as I420 arrays: the mouth opens with the speech, the eyes blink
+on the face's own schedule, the head moves as its driver preset says.
 
-Why it exists: the stream needs 25 video frames a second per talking stream, cheaply enough that ten talks
-fit on two cores beside VP8 encoding (budget: 5 ms per 512x512 frame; bench/animation.py measures it).
-
-How: the photo is scaled once to the output size and kept as I420 planes, the format the encoder takes.
-Each frame copies those planes and redraws only two small regions: around the mouth, where the jaw and
-lower lip are pulled down (a precomputed displacement field scaled by the openness, `cv2.remap`) and the
-opening between the lips is painted in; and around each eye, where the upper lid is pulled down for a
-blink. Head motion (from the driver preset) moves only the head region, hair to chin, feathered into the
-background. Everything else stays bit-for-bit still, so the encoder spends little on it: bench/animation.py
-measured VP8 at 512x512 at 1.5 ms a frame for these frames against 2.5 ms when the whole picture sways.
-
-What it must never do: allocate per-frame buffers the size of the frame beyond the one output copy, or
-touch pixels outside the face regions.
+What it must never do: allocate per-frame buffers the size of the frame beyond the output, or touch pixels
+outside the face regions.
 """
 
 from __future__ import annotations
@@ -26,10 +16,15 @@ import numpy as np
 import numpy.typing as npt
 
 from talkstream.engine.errors import BadRequestError
+from talkstream.engine.ports import FRAME_SECONDS
 
 from .portrait import Box, Portrait
 
 __all__ = ["Animator", "FrameGeometry"]
+
+BLINK_SHAPE = (0.35, 1.0, 1.0, 0.5)  # how closed the eyelids are over a blink's frames
+BLINK_GAP = (3.0, 5.0)  # seconds between blinks, drawn uniformly
+BLINK_CYCLE = 600.0  # the blink schedule repeats after this long
 
 # OpenCV hands back arrays of unspecified dtype; frames here are uint8 throughout.
 Image = npt.NDArray[Any]
@@ -155,8 +150,13 @@ class Animator:
         self.motion = max(0.0, motion)
         self._head = self._head_region(face)
         self._face_size = float(face.h)
-        phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, 3)
+        rng = np.random.default_rng(seed)
+        phases = rng.uniform(0, 2 * np.pi, 3)
         self._phases = (float(phases[0]), float(phases[1]), float(phases[2]))
+        # Blinks every 3-5 s; the schedule repeats after BLINK_CYCLE seconds.
+        gaps = rng.uniform(*BLINK_GAP, size=int(BLINK_CYCLE / BLINK_GAP[0]) + 1)
+        starts = np.cumsum(gaps)
+        self._blink_starts: npt.NDArray[np.float64] = starts[starts < BLINK_CYCLE - BLINK_GAP[0]]
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -177,6 +177,15 @@ class Animator:
         self._head_still = np.ascontiguousarray(self.base[top:bottom, left:right])
         self._feather_out = np.ascontiguousarray(1.0 - feather, dtype=np.float32)  # weight of the still
         return left, top, right, bottom, np.ascontiguousarray(feather, dtype=np.float32)
+
+    def blink_at(self, at: float) -> float:
+        """How far the eyelids are closed `at` seconds into a talk, on this face's blink schedule."""
+        t = at % BLINK_CYCLE
+        index = int(np.searchsorted(self._blink_starts, t, side="right")) - 1
+        if index < 0:
+            return 0.0
+        step = int((t - float(self._blink_starts[index])) / FRAME_SECONDS)
+        return BLINK_SHAPE[step] if step < len(BLINK_SHAPE) else 0.0
 
     def head_pose(self, at: float, openness: float = 0.0) -> tuple[float, float, float]:
         """(dx, dy, degrees) of the head at time `at` seconds into a talk: slow sway, a nod with speech."""
@@ -238,13 +247,21 @@ class Animator:
         return self._base_i420.copy()
 
     def frame(
-        self, openness: float, blink: float = 0.0, at: float | None = None, *, out: Image | None = None
+        self,
+        openness: float,
+        at: float | None = None,
+        *,
+        blink: float | None = None,
+        out: Image | None = None,
     ) -> Image:
-        """One I420 frame: mouth `openness` and eyelid `blink` in [0, 1]; head motion at time `at` (s).
+        """One I420 frame: mouth `openness` in [0, 1], the head and eyelids as they are `at` seconds into a
+        talk (None: at rest, eyes open). `blink` overrides the face's own blink schedule.
 
         With `out` (an array shaped like `still()`), the frame is drawn there and returned; otherwise into a
         new array. Apart from `out`, nothing the size of the picture is allocated per frame.
         """
+        if blink is None:
+            blink = self.blink_at(at) if at is not None else 0.0
         scratch: _Scratch | None = getattr(self._scratch, "buffers", None)
         if scratch is None:
             scratch = self._scratch.buffers = _Scratch()

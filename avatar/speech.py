@@ -24,13 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
-from talkstream.engine.ports import Speech
+from talkstream.engine.ports import AUDIO_RATE, SAMPLES_PER_VIDEO_FRAME, VIDEO_FPS, Speech
 
 __all__ = [
     "MAX_AUDIO_BYTES",
     "MAX_SPEECH_SECONDS",
-    "RATE",
-    "VIDEO_FPS",
     "EspeakTTS",
     "Speech",
     "Synthesis",
@@ -44,9 +42,6 @@ __all__ = [
     "viseme_openness",
 ]
 
-RATE = 48_000
-VIDEO_FPS = 25
-SAMPLES_PER_VIDEO_FRAME = RATE // VIDEO_FPS  # 1920
 MAX_AUDIO_BYTES = 15 * 1024 * 1024  # D-ID's limit for audio scripts
 MAX_SPEECH_SECONDS = 600.0
 
@@ -198,7 +193,7 @@ def speech_from_pcm(
 ) -> Speech:
     """A `Speech` from 48 kHz mono samples (and phoneme timings, if known), with trailing silence."""
     if pad_seconds > 0:
-        pcm = np.concatenate([pcm, np.zeros(round(pad_seconds * RATE), np.int16)])
+        pcm = np.concatenate([pcm, np.zeros(round(pad_seconds * AUDIO_RATE), np.int16)])
     return Speech(pcm=pcm, openness=mouth_track(pcm, phonemes))
 
 
@@ -322,7 +317,7 @@ def text_speech(
         offset = 0.0
         for piece in pieces:
             if isinstance(piece, float):
-                pcm, phonemes = np.zeros(round(piece * RATE), np.int16), [(offset, "_")]
+                pcm, phonemes = np.zeros(round(piece * AUDIO_RATE), np.int16), [(offset, "_")]
                 progress.pauses_left -= piece
             else:
                 synthesis = tts.synthesize(piece, voice=voice)
@@ -330,15 +325,15 @@ def text_speech(
                 phonemes = [(offset + t, name) for t, name in synthesis.phonemes]
                 progress.chars_left -= len(piece)
                 progress.spoken_chars += len(piece)
-                progress.spoken_seconds += len(pcm) / RATE
-            offset += len(pcm) / RATE
+                progress.spoken_seconds += len(pcm) / AUDIO_RATE
+            offset += len(pcm) / AUDIO_RATE
             progress.made_seconds = offset
             stretch = tracker.feed(pcm, phonemes)
             if stretch.frames:
                 yield stretch
         if pad_seconds > 0:
-            pad = np.zeros(round(pad_seconds * RATE), np.int16)
-            progress.made_seconds += len(pad) / RATE
+            pad = np.zeros(round(pad_seconds * AUDIO_RATE), np.int16)
+            progress.made_seconds += len(pad) / AUDIO_RATE
             stretch = tracker.feed(pad)
             if stretch.frames:
                 yield stretch
@@ -385,11 +380,11 @@ def _decoded(
 ) -> Generator[PCM, None, None]:
     """48 kHz mono int16 in chunks of about `chunk_seconds`, decoded as they are asked for; the container
     is closed when this ends, however it ends."""
-    limit, chunk = int(max_seconds * RATE), int(chunk_seconds * RATE)
+    limit, chunk = int(max_seconds * AUDIO_RATE), int(chunk_seconds * AUDIO_RATE)
     total, held = 0, 0
     parts: list[PCM] = []
     try:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
         frames = container.decode(audio=0)
         while True:
             try:
@@ -439,15 +434,15 @@ def audio_speech(data: bytes, *, pad_seconds: float = 0.0) -> ThreadedSpeech:
         tracker = MouthTracker()
         try:
             for pcm in chunks:
-                made[0] += len(pcm) / RATE
+                made[0] += len(pcm) / AUDIO_RATE
                 stretch = tracker.feed(pcm)
                 if stretch.frames:
                     yield stretch
         finally:
             chunks.close()
         if pad_seconds > 0:
-            pad = np.zeros(round(pad_seconds * RATE), np.int16)
-            made[0] += len(pad) / RATE
+            pad = np.zeros(round(pad_seconds * AUDIO_RATE), np.int16)
+            made[0] += len(pad) / AUDIO_RATE
             stretch = tracker.feed(pad)
             if stretch.frames:
                 yield stretch
@@ -467,11 +462,11 @@ def decode_audio(data: bytes, *, max_seconds: float = MAX_SPEECH_SECONDS) -> PCM
 
 def resample(pcm: PCM, rate: int) -> PCM:
     """Mono int16 at `rate` to 48 kHz, with PyAV's (ffmpeg's) resampler."""
-    if rate == RATE:
+    if rate == AUDIO_RATE:
         return pcm
     frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
     frame.sample_rate = rate
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
     parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
     parts += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     return np.concatenate(parts).astype(np.int16, copy=False) if parts else np.zeros(0, np.int16)
@@ -612,13 +607,13 @@ class EspeakTTS:
         offset = 0.0
         for piece in pieces:
             if isinstance(piece, float):
-                out.append(np.zeros(round(piece * RATE), np.int16))
+                out.append(np.zeros(round(piece * AUDIO_RATE), np.int16))
                 phonemes.append((offset, "_"))
             else:
                 pcm, timings = self._speak(piece, voice)
                 out.append(resample(pcm, self._rate))
                 phonemes += [(offset + sample / self._rate, name) for sample, name in timings]
-            offset += len(out[-1]) / RATE
+            offset += len(out[-1]) / AUDIO_RATE
         pcm = np.concatenate(out) if out else np.zeros(0, np.int16)
         return Synthesis(pcm=pcm, phonemes=tuple(phonemes))
 

@@ -74,7 +74,7 @@ class _Recent(Generic[K, V]):
 
 
 class AvatarStudio:
-    """Faces and speech for the server (implements `engine.server.Studio`)."""
+    """Faces and speech for the server (implements `engine.ports.Studio`)."""
 
     def __init__(
         self,

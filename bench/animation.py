@@ -69,10 +69,10 @@ def run(frames: int) -> dict[str, Any]:
         canvas = animator.still()
         start = time.perf_counter()
         for k in range(frames):  # as the server draws: every frame into the stream's one canvas
-            animator.frame(float(track[k]), 1.0 if k % 100 < 3 else 0.0, k / 25, out=canvas)
+            animator.frame(float(track[k]), k / 25, blink=1.0 if k % 100 < 3 else 0.0, out=canvas)
         animate = (time.perf_counter() - start) / frames * 1000
         rendered = [
-            animator.frame(float(track[k]), 1.0 if k % 100 < 3 else 0.0, k / 25) for k in range(frames)
+            animator.frame(float(track[k]), k / 25, blink=1.0 if k % 100 < 3 else 0.0) for k in range(frames)
         ]
         # For comparison, a naive sway that moves the whole picture by a fraction of a pixel and a
         # fraction of a degree each frame, the case the animator is built to avoid.

@@ -55,7 +55,7 @@ count, wav_path = int(sys.argv[1]), sys.argv[2]
 pcm = decode_audio(open(wav_path, "rb").read())
 openness = mouth_track(pcm)
 face = Animator(load_portrait(bundled_portrait_bytes()), resolution=512)
-FRAMES = [face.frame(float(o), 0.0, k / 25) for k, o in enumerate(openness[:250])]  # 10 s, pre-rendered
+FRAMES = [face.frame(float(o), k / 25) for k, o in enumerate(openness[:250])]  # 10 s, pre-rendered
 
 class Paced(MediaStreamTrack):
     def __init__(self, kind, period):

@@ -1,9 +1,8 @@
-"""talkstream's engine: the protocol of D-ID's ``/talks/streams`` as an explicit state machine.
+"""talkstream's engine: D-ID's ``/talks/streams`` as an explicit state machine (`states`, `machine`,
+`session`, `events`, `clock`, `retry`), what crosses its edges (`messages`, `errors`, `ports`, `channel`),
+and its two drivers: the server's `service` (with its `player`) and the `client`.
 
-States, inputs and the transition table (`states`), the `transitions` machine built from it (`machine`),
-sessions and their engine (`session`), events (`events`), time (`clock`), retries (`retry`), messages
-(`messages`) and errors (`errors`). The engine imports neither aiohttp nor aiortc: adapters and transports
-import it, never the reverse.
+What it must never do: import aiohttp, aiortc, PyAV or OpenCV; adapters and transports import it.
 """
 
 from .clock import Clock, SystemClock, Timer, VirtualClock

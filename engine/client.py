@@ -9,7 +9,6 @@ answer: a refused request raises.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from .channel import event_payload, split_event
 from .clock import Clock, SystemClock, run_with_timeout
 from .errors import (
     ConnectionFailedError,
@@ -279,8 +279,7 @@ class ClientStream:
 
     def _message(self, text: str) -> None:
         self.messages.append((time.monotonic(), text))
-        subject, _, payload = text.partition(":")
-        self._reports.put_nowait(_Message(subject, payload))
+        self._reports.put_nowait(_Message(*split_event(text)))
 
     async def _consume(self) -> None:
         """Apply transport reports and data-channel messages one by one (never inside a callback)."""
@@ -310,7 +309,7 @@ class ClientStream:
             self._talks.popleft()
             error = None
             if subject == "stream/error":
-                details: Any = _json_or_text(payload)
+                details: Any = event_payload(payload)
                 text = details.get("description") if isinstance(details, dict) else None
                 error = TalkFailedError(text or "the talk failed", details=details)
             if not talk.started.done():
@@ -332,13 +331,6 @@ class ClientStream:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.peer.close()
         self._client._streams.pop(self.stream_id, None)
-
-
-def _json_or_text(payload: str) -> Any:
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return payload
 
 
 class StreamClient:

@@ -13,11 +13,14 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
+from .messages import AudioScript, CreateStreamRequest, TextScript
 from .states import Input
 
 __all__ = [
     "AUDIO_FRAME_SAMPLES",
     "AUDIO_RATE",
+    "FRAME_SECONDS",
+    "SAMPLES_PER_VIDEO_FRAME",
     "VIDEO_FPS",
     "ClientPeer",
     "ClientTransport",
@@ -34,13 +37,16 @@ __all__ = [
     "ServerTransport",
     "Speech",
     "SpeechStream",
+    "Studio",
     "VideoCodec",
     "VideoFrame",
 ]
 
-AUDIO_RATE = 48_000
+AUDIO_RATE = 48_000  # every PCM sample in talkstream: 48 kHz mono int16
 AUDIO_FRAME_SAMPLES = 960  # 20 ms, Opus's usual frame
 VIDEO_FPS = 25
+FRAME_SECONDS = 1.0 / VIDEO_FPS  # one video frame: 40 ms
+SAMPLES_PER_VIDEO_FRAME = AUDIO_RATE // VIDEO_FPS  # 1920
 
 VideoFrame = npt.NDArray[np.uint8]
 PCM = npt.NDArray[np.int16]
@@ -197,12 +203,19 @@ class Face(Protocol):
     @property
     def height(self) -> int: ...
 
-    def frame(
-        self, openness: float, blink: float = 0.0, at: float | None = None, *, out: VideoFrame | None = None
-    ) -> VideoFrame:
-        """A frame: mouth `openness` and eyelid `blink` in [0, 1], the head as it is `at` s into a talk;
-        drawn into `out` (a frame this face made before) when given, else into a new array."""
+    def frame(self, openness: float, at: float | None = None, *, out: VideoFrame | None = None) -> VideoFrame:
+        """A frame: mouth `openness` in [0, 1], the head and eyelids as the face has them `at` seconds into
+        a talk (None: at rest, the photo itself where the mouth is closed); drawn into `out` (a frame this
+        face made before) when given, else into a new array. The face schedules its own blinks."""
         ...
+
+
+class Studio(Protocol):
+    """Makes a stream's face from its create request, and a talk's speech from its script."""
+
+    async def face(self, request: CreateStreamRequest) -> Face: ...
+
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream: ...
 
 
 # -- the client's side ---------------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ class RetryPolicy:
         """D-ID's agents SDK: retry HTTP 429 only, 1 s apart, 3 times.
 
         (The SDK's ``retryOperation`` counts its ``limit: 3`` in attempts in some versions; talkstream
-        follows the issue's reading, three retries.)
+        reads it as three retries after the first attempt.)
         """
         return cls(
             max_retries=3,

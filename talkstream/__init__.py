@@ -65,7 +65,7 @@ _HOMES: dict[str, str] = {
         ("ConnectionLimits", "MemoryKeeper", "serve_app", "tune_process"), "adapters.server.serving"
     ),
     **dict.fromkeys(("KeyRing", "RequestLimits"), "adapters.server.auth"),
-    **dict.fromkeys(("Limits", "StreamService"), "engine.server"),
+    **dict.fromkeys(("Limits", "StreamService"), "engine.service"),
     **dict.fromkeys(("SessionEngine", "StreamSession"), "engine.session"),
     **dict.fromkeys(("TRANSITIONS", "CloseReason", "Input", "State"), "engine.states"),
     **dict.fromkeys(("Clock", "SystemClock", "VirtualClock"), "engine.clock"),
@@ -206,7 +206,7 @@ if TYPE_CHECKING:
         Subscription,
     )
     from .engine.retry import RetryPolicy
-    from .engine.server import Limits, StreamService
+    from .engine.service import Limits, StreamService
     from .engine.session import SessionEngine, StreamSession
     from .engine.states import TRANSITIONS, CloseReason, Input, State
     from .transports.aiortc_client import AiortcClientTransport

@@ -1,6 +1,6 @@
-"""WebRTC backends behind one small base class (aiortc for real peers, an in-memory fake for tests).
+"""WebRTC for the engine's ports: aiortc peers for the server (`aiortc_server`) and the client
+(`aiortc_client`), what reaches into aiortc and aioice (`aiortc_patches`), an in-memory fake (`memory`),
+and the client's `sink`.
 
-Transports translate their backend's callbacks into engine inputs and never run engine logic inside a
-backend's event handler. The engine never imports a transport; transports import the engine.
-The backends arrive with the embedded server and the client (issues 3 and 4).
+What it must never do: run engine logic inside a backend's event handler (handlers only report inputs).
 """

@@ -14,6 +14,8 @@ from typing import Any
 
 import av
 
+from talkstream.engine.ports import AUDIO_RATE
+
 __all__ = ["MediaSink"]
 
 
@@ -67,7 +69,7 @@ class MediaSink:
             video.time_base = fractions.Fraction(1, 90000)
             video.codec_context.time_base = fractions.Fraction(1, 90000)
             video.options = {"preset": "veryfast", "crf": "23", "bf": "0"}
-            audio = container.add_stream("aac", rate=48000, layout="mono")
+            audio = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
             last_pts = -1
             for frame in self.video:
                 image = frame.to_ndarray(format="yuv420p")
@@ -81,13 +83,13 @@ class MediaSink:
             for packet in video.encode(None):
                 container.mux(packet)
             if self.audio:
-                resampler = av.AudioResampler(format="fltp", layout="mono", rate=48000)
+                resampler = av.AudioResampler(format="fltp", layout="mono", rate=AUDIO_RATE)
                 cursor: int | None = None
                 for received in self.audio:
                     for out_frame in resampler.resample(received):
                         if cursor is None:  # the audio starts where the stream's clock says it did
-                            cursor = max(0, round(((received.time or 0.0) - start) * 48000))
-                        out_frame.pts, out_frame.time_base = cursor, fractions.Fraction(1, 48000)
+                            cursor = max(0, round(((received.time or 0.0) - start) * AUDIO_RATE))
+                        out_frame.pts, out_frame.time_base = cursor, fractions.Fraction(1, AUDIO_RATE)
                         cursor += out_frame.samples
                         for packet in audio.encode(out_frame):
                             container.mux(packet)

@@ -32,7 +32,7 @@ from talkstream.engine.messages import (
     SdpRequest,
     TalkRequest,
 )
-from talkstream.engine.server import StreamService
+from talkstream.engine.service import StreamService
 from talkstream.specs import OPENAPI
 
 from .auth import KeyRing, RequestLimits

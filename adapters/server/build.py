@@ -19,7 +19,7 @@ from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
 from talkstream.engine.ports import IceServerConfig, ServerTransport
-from talkstream.engine.server import Limits, StreamService
+from talkstream.engine.service import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 

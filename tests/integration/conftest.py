@@ -17,7 +17,7 @@ from served import Served, encode_wav, serving  # bench/served.py (tests/conftes
 
 from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
-from talkstream.engine.server import Limits
+from talkstream.engine.service import Limits
 
 __all__ = ["Served", "encode_wav", "serving"]
 

@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestServer
 
 from talkstream.adapters.server.app import SERVICE
 from talkstream.adapters.server.build import ServerSettings, build_app
-from talkstream.avatar.speech import RATE, Synthesis
+from talkstream.avatar.speech import Synthesis
+from talkstream.engine.ports import AUDIO_RATE as RATE
 from talkstream.engine.states import State
 
 from .conftest import Api, loud_quiet_loud
@@ -155,11 +156,11 @@ async def test_a_face_failing_while_it_plays_ends_the_talk_with_stream_error_onl
         face, drawn = stream.face, {"frames": 0}
         original = face.frame
 
-        def failing(openness: float, blink: float = 0.0, at: float | None = None, *, out: Any = None) -> Any:
+        def failing(openness: float, at: float | None = None, *, out: Any = None) -> Any:
             drawn["frames"] += 1
             if drawn["frames"] == 10:
                 raise RuntimeError("the renderer ran out of something")
-            return original(openness, blink, at, out=out)
+            return original(openness, at, out=out)
 
         face.frame = failing
         status, doomed = await talk(api, stream_id, session_id, text("this talk will not finish"))

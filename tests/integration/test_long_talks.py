@@ -18,7 +18,7 @@ from talkstream.adapters.server.app import SERVICE
 from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.speech import Synthesis
 from talkstream.engine.messages import MAX_TEXT
-from talkstream.engine.server import StreamService
+from talkstream.engine.service import StreamService
 from talkstream.engine.states import State
 
 from .conftest import Api

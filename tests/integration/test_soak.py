@@ -37,7 +37,7 @@ from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
 from talkstream.engine.client import StreamClient
 from talkstream.engine.retry import RetryPolicy
-from talkstream.engine.server import Limits, StreamService
+from talkstream.engine.service import Limits, StreamService
 from talkstream.transports.aiortc_client import AiortcClientTransport
 from talkstream.transports.sink import MediaSink
 

@@ -26,7 +26,7 @@ from talkstream.adapters.server.app import SERVICE
 from talkstream.adapters.server.auth import RequestLimits
 from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.fetch import FetchPolicy
-from talkstream.engine.server import StreamService
+from talkstream.engine.service import StreamService
 from talkstream.engine.states import State
 
 KEY, OTHER = "fuzz:secret", "someone:else"

@@ -16,7 +16,6 @@ from talkstream.avatar.animator import Animator
 from talkstream.avatar.fetch import Fetcher, FetchPolicy, _legacy_ipv4, address_allowed
 from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, load_portrait
 from talkstream.avatar.speech import (
-    RATE,
     decode_audio,
     default_tts,
     mouth_track,
@@ -27,6 +26,7 @@ from talkstream.avatar.speech import (
 )
 from talkstream.avatar.studio import motion_for
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
+from talkstream.engine.ports import AUDIO_RATE as RATE
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +104,32 @@ def test_still_frame_is_the_photo_and_only_the_face_moves(portrait) -> None:  # 
     assert (w, h) == (512, 512)
     still = animator.still()
     assert still.shape == (h * 3 // 2, w)
-    assert np.array_equal(animator.frame(0.0, 0.0), still)
-    open_mouth = animator.frame(1.0, 0.0).astype(np.int16)
+    assert np.array_equal(animator.frame(0.0, blink=0.0), still)
+    open_mouth = animator.frame(1.0, blink=0.0).astype(np.int16)
     changed = np.argwhere(np.abs(open_mouth[:h] - still[:h]) > 3)
     assert len(changed) > 200, "the mouth did not open"
     (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
     face = portrait.face
     assert face.x - 10 <= x0 and x1 <= face.x + face.w + 10, "pixels moved outside the face"
     assert face.y + face.h / 2 <= y0 and y1 <= face.y + face.h * 1.2
-    blink = np.argwhere(np.abs(animator.frame(0.0, 1.0).astype(np.int16)[:h] - still[:h]) > 3)
+    blink = np.argwhere(np.abs(animator.frame(0.0, blink=1.0).astype(np.int16)[:h] - still[:h]) > 3)
     assert len(blink) > 20 and blink[:, 0].max() < face.y + face.h / 2, "the blink is not in the eyes"
+
+
+def test_the_face_blinks_on_its_own_every_three_to_five_seconds(portrait) -> None:  # type: ignore[no-untyped-def]
+    animator = Animator(portrait, resolution=256, motion=0.0)
+    h = animator.height
+    still = animator.still()
+    lids = np.array([animator.blink_at(k * 0.04) for k in range(25 * 60)])
+    starts = np.flatnonzero((lids > 0) & (np.concatenate([[0.0], lids[:-1]]) == 0))
+    gaps = np.diff(starts) / 25
+    assert len(starts) >= 11 and gaps.min() >= 3.0 - 0.04 and gaps.max() <= 5.0 + 0.04, gaps
+    assert all(lids[s : s + 4].tolist() == [0.35, 1.0, 1.0, 0.5] for s in starts)
+    shut = starts[0] + 1
+    drawn = animator.frame(0.0, shut * 0.04).astype(np.int16)
+    assert np.array_equal(drawn, animator.frame(0.0, blink=1.0))  # what the schedule asks for is drawn
+    assert np.abs(drawn[:h] - still[:h]).max() > 3
+    assert np.array_equal(animator.frame(0.0), still), "at rest (no time given) the face is the photo"
 
 
 def test_openness_is_monotonic_in_the_mouth_region(portrait) -> None:  # type: ignore[no-untyped-def]
@@ -128,7 +144,7 @@ def test_sizes_are_even_and_bounded(portrait, resolution: int, stitch: bool) -> 
     animator = Animator(portrait, resolution=resolution, stitch=stitch)
     assert max(animator.width, animator.height) <= resolution
     assert animator.width % 2 == 0 and animator.height % 2 == 0
-    assert animator.frame(0.7, 0.5).shape == (animator.height * 3 // 2, animator.width)
+    assert animator.frame(0.7, blink=0.5).shape == (animator.height * 3 // 2, animator.width)
 
 
 def test_mouth_follows_loudness_frame_by_frame() -> None:
@@ -295,14 +311,14 @@ def test_head_motion_moves_only_the_head_region(portrait) -> None:  # type: igno
     lively = Animator(portrait, resolution=512, motion=1.0)
     h = lively.height
     still = lively.still().astype(np.int16)
-    moved = np.argwhere(np.abs(lively.frame(0.0, 0.0, at=1.3).astype(np.int16)[:h] - still[:h]) > 4)
+    moved = np.argwhere(np.abs(lively.frame(0.0, 1.3, blink=0.0).astype(np.int16)[:h] - still[:h]) > 4)
     assert len(moved) > 500, "the head did not move"
     face = portrait.face
     (y0, x0), (y1, x1) = moved.min(axis=0), moved.max(axis=0)
     assert face.x - face.w * 0.5 <= x0 and x1 <= face.x + face.w * 1.5
     assert face.y - face.h * 0.6 <= y0 and y1 <= face.y + face.h * 1.4
     stiff = Animator(portrait, resolution=512, motion=0.0)
-    assert np.array_equal(stiff.frame(0.0, 0.0, at=1.3), stiff.still())
+    assert np.array_equal(stiff.frame(0.0, 1.3, blink=0.0), stiff.still())
     assert lively.head_pose(0.0) != lively.head_pose(2.0)
 
 
@@ -358,13 +374,14 @@ def test_espeak_reports_phonemes_on_the_audio_timeline() -> None:
 
 
 def test_frames_drawn_into_one_array_allocate_nothing_the_size_of_the_picture(portrait) -> None:  # type: ignore[no-untyped-def]
-    """At 25 frames a second per stream, picture-sized temporaries churned the allocator (issue: RSS grew
+    """At 25 frames a second per stream, picture-sized temporaries churned the allocator (RSS grew
     under churn). Drawing into `out` reuses per-thread work buffers once they exist."""
     import tracemalloc
 
     animator = Animator(portrait, resolution=512, motion=1.0)
     out = animator.still()
-    expected = [animator.frame(o, b, at) for o, b, at in ((0.8, 0.0, 1.3), (0.3, 1.0, 2.1), (1.0, 0.5, 0.4))]
+    cases = ((0.8, 0.0, 1.3), (0.3, 1.0, 2.1), (1.0, 0.5, 0.4))
+    expected = [animator.frame(o, at, blink=b) for o, b, at in cases]
     tracemalloc.start()
     try:
         for (o, b, at), want in zip(
@@ -372,7 +389,7 @@ def test_frames_drawn_into_one_array_allocate_nothing_the_size_of_the_picture(po
         ):
             tracemalloc.reset_peak()
             base = tracemalloc.get_traced_memory()[0]
-            assert animator.frame(o, b, at, out=out) is out
+            assert animator.frame(o, at, blink=b, out=out) is out
             assert tracemalloc.get_traced_memory()[1] - base < 64 * 1024  # one frame is 384 KiB
             assert np.array_equal(out, want)
     finally:

@@ -13,7 +13,6 @@ from served import encode_wav
 
 from talkstream.avatar.speech import (
     MAX_PIECE_CHARS,
-    RATE,
     MouthTracker,
     Synthesis,
     ThreadedSpeech,
@@ -25,6 +24,7 @@ from talkstream.avatar.speech import (
     text_speech,
 )
 from talkstream.engine.errors import BadRequestError
+from talkstream.engine.ports import AUDIO_RATE as RATE
 from talkstream.engine.ports import Speech
 
 FRAME = RATE // 25

@@ -1,40 +1,22 @@
-"""The server's driver: D-ID's five stream operations over sessions, peers, faces and speech.
+"""The server's driver: `StreamService`, D-ID's five stream operations over sessions, peers, faces and
+speech, each in the order find → check the session id → check the state → do what can fail → apply the
+input, so a rejected request changes nothing. Each stream has one player task and one way to close.
 
-Why it exists: the HTTP adapter parses requests into messages and calls one method per operation here;
-this service owns the live streams and drives each one's session through the state machine:
-
-* create makes the peer and its offer (``offer_sent``); sdp applies the answer (``answer_received``);
-  ice adds candidates, which the peer buffers until the answer (``candidate_received``); talk starts
-  the speech (its first stretch, so a talk that cannot start is refused), checks the speech waiting on
-  the stream, then queues the talk (``talk_requested``); delete closes (``delete_requested``).
-* The order of every operation is: find the stream (another key's is "not found"), check the session
-  id, check the state allows the input, do the work that can fail on bad input, and only then apply the
-  input. So a rejected request changes nothing.
-* Each stream has one player task that plays queued talks in order, in real time on the engine's clock:
-  ``stream/started`` on the data channel, then audio and video frames on one timeline (each stretch of
-  speech asked for while the one before it plays, each frame drawn into the stream's one canvas), then
-  ``stream/done``. With no talk queued nothing is sent.
-* Timers (idle expiry, connect timeout) live in the session; peer reports (ICE connected, failed,
-  closed) arrive as inputs through a queue task, never inside aiortc's callbacks. Whatever closes a
-  session, the service then stops its player and closes its peer.
-
-What it must never do: import a backend (it talks to ports), block the loop (faces and speech are made
-in a thread), or let one key reach another key's streams.
+What it must never do: import a backend (it talks to ports), block the loop, or let one key reach another
+key's streams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
-import random
 import secrets
-from typing import Protocol
 
 import attrs
-import numpy as np
 
+from . import player
+from .channel import event_text
 from .clock import holding, run_with_timeout
 from .errors import (
     BadRequestError,
@@ -47,7 +29,6 @@ from .errors import (
 )
 from .events import SessionClosed, SessionEvent, StateChanged
 from .messages import (
-    AudioScript,
     CreateStreamRequest,
     CreateStreamResponse,
     DeleteRequest,
@@ -58,40 +39,14 @@ from .messages import (
     StatusResponse,
     TalkRequest,
     TalkResponse,
-    TextScript,
 )
-from .ports import (
-    AUDIO_FRAME_SAMPLES,
-    AUDIO_RATE,
-    VIDEO_FPS,
-    Face,
-    PeerOptions,
-    PreparedSpeech,
-    ServerPeer,
-    ServerTransport,
-    Speech,
-    SpeechStream,
-    VideoCodec,
-    VideoFrame,
-)
+from .ports import Face, PeerOptions, ServerPeer, ServerTransport, SpeechStream, Studio, VideoCodec
 from .session import SessionEngine, StreamSession
 from .states import Input, State
 
-__all__ = ["Limits", "Stream", "StreamService", "Studio"]
+__all__ = ["Limits", "Stream", "StreamService"]
 
 _log = logging.getLogger("talkstream.server")
-
-FRAME_SECONDS = 1.0 / VIDEO_FPS
-AUDIO_PER_VIDEO = 2  # two 20 ms audio frames per 40 ms video frame
-WARMUP_SECONDS = 2.0
-
-
-class Studio(Protocol):
-    """Makes a stream's face from its create request, and a talk's speech from its script."""
-
-    async def face(self, request: CreateStreamRequest) -> Face: ...
-
-    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -125,11 +80,11 @@ class Stream:
     warmup: bool
     talks: collections.deque[_Talk] = attrs.field(factory=collections.deque)
     playing: _Talk | None = None
-    canvas: VideoFrame | None = None  # the frame array the player draws into, again and again
+    canvas: player.Canvas = attrs.field(factory=player.Canvas)
     player: asyncio.Task[None] | None = None
     reports: asyncio.Queue[tuple[Input, str]] = attrs.field(factory=asyncio.Queue)
     reporter: asyncio.Task[None] | None = None
-    closing: asyncio.Task[None] | None = None
+    closing: asyncio.Task[None] | None = None  # frees the stream once its session closed, however
 
     async def wait_closed(self) -> None:
         """Wait until a closed stream has freed its peer and tasks."""
@@ -151,14 +106,12 @@ class StreamService:
         transport: ServerTransport,
         studio: Studio,
         limits: Limits | None = None,
-        rng: random.Random | None = None,
     ) -> None:
         self.engine = engine
         self.clock = engine.clock
         self.transport = transport
         self.studio = studio
         self.limits = limits or Limits()
-        self._rng = rng or random.Random()
         self._streams: dict[str, Stream] = {}
         self.closed_count = 0  # streams closed since the service started (for operators and housekeeping)
         self._per_key: dict[str, int] = {}
@@ -199,7 +152,7 @@ class StreamService:
             await session.apply(Input.OFFER_SENT)
         except BaseException:
             await session.close(Input.ERROR)
-            await self._finish(stream)
+            await stream.wait_closed()
             raise
         _log.info("%s created for %s (%s, %dx%d)", stream_id, owner, codec, face.width, face.height)
         return CreateStreamResponse(
@@ -277,7 +230,7 @@ class StreamService:
     async def delete(self, owner: str, stream_id: str, request: DeleteRequest) -> StatusResponse:
         stream = self._find(owner, stream_id, request.session_id)
         await stream.session.close(Input.DELETE_REQUESTED)
-        await self._finish(stream)
+        await stream.wait_closed()
         return StatusResponse(status="success")
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -301,7 +254,7 @@ class StreamService:
                 stream, "stream/error", {"kind": "ServiceUnavailable", "description": "server shutting down"}
             )
         await asyncio.gather(*(s.session.close(Input.DELETE_REQUESTED) for s in streams))
-        await asyncio.gather(*(self._finish(s) for s in streams))
+        await asyncio.gather(*(s.wait_closed() for s in streams))
 
     # -- helpers ----------------------------------------------------------------------------------------
 
@@ -340,8 +293,7 @@ class StreamService:
             self._per_key.pop(owner, None)
 
     def _send(self, stream: Stream, subject: str, payload: object | None = None) -> None:
-        text = subject if payload is None else f"{subject}:{json.dumps(payload, separators=(',', ':'))}"
-        stream.peer.send_message(text)
+        stream.peer.send_message(event_text(subject, payload))
 
     def _on_event(self, stream: Stream, event: SessionEvent) -> None:
         # A subscriber must not await: log, and hand anything slow to a task.
@@ -352,6 +304,8 @@ class StreamService:
             if event.new is State.CONNECTED and event.old is State.ICE and stream.warmup:
                 stream.player = asyncio.ensure_future(self._play(stream, warmup=True))
         elif isinstance(event, SessionClosed) and stream.closing is None:
+            # The one way a stream closes: whatever closed its session (delete, expiry, the peer, a
+            # failure, shutdown), this task frees it; delete and aclose wait for it.
             stream.closing = asyncio.ensure_future(self._finish(stream))
 
     async def _consume_reports(self, stream: Stream) -> None:
@@ -364,7 +318,7 @@ class StreamService:
                 _log.debug("%s: %s", stream.session.stream_id, exc)
 
     async def _finish(self, stream: Stream) -> None:
-        """Free everything a closed stream holds; idempotent."""
+        """Free everything a closed stream holds (run once, as its `closing` task)."""
         stream_id = stream.session.stream_id
         if self._streams.get(stream_id) is not stream:
             return
@@ -394,12 +348,7 @@ class StreamService:
         if not await stream.peer.ready(self.limits.ice_grace):
             _log.warning("%s: no data channel open; playing anyway", session.stream_id)
         if warmup:
-            frames = round(WARMUP_SECONDS * VIDEO_FPS)
-            silence = Speech(
-                pcm=np.zeros(frames * AUDIO_PER_VIDEO * AUDIO_FRAME_SAMPLES, np.int16),
-                openness=np.zeros(frames, np.float32),
-            )
-            await self._stream_speech(stream, PreparedSpeech(silence))
+            await player.play(player.warmup(), stream.peer, stream.face, self.clock, stream.canvas)
             self._send(stream, "stream/ready")
         while stream.talks:
             talk = stream.playing = stream.talks.popleft()
@@ -407,7 +356,7 @@ class StreamService:
             self._send(stream, "stream/started", {"metadata": {"videoId": talk.video_id}})
             try:
                 await session.apply(Input.TALK_STARTED)
-                await self._stream_speech(stream, talk.speech)
+                await player.play(talk.speech, stream.peer, stream.face, self.clock, stream.canvas)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -429,62 +378,3 @@ class StreamService:
             if session.closed:
                 return
             await session.finish_talk()
-
-    async def _stream_speech(self, stream: Stream, speech: SpeechStream) -> None:
-        """Play `speech` with the face's frames in real time, audio and video on one timeline; each stretch
-        is asked for while the one before it plays."""
-        peer, face, clock = stream.peer, stream.face, self.clock
-        start_clock = clock.now()
-        start_media = peer.media_time()
-        blink_at = self._next_blink(0)
-        k = 0  # frames sent so far in this talk
-        making: asyncio.Future[Speech | None] = asyncio.ensure_future(speech.next())
-        try:
-            while (stretch := await making) is not None:
-                making = asyncio.ensure_future(speech.next())
-                pcm = stretch.pcm
-                audio_frames = -(-len(pcm) // AUDIO_FRAME_SAMPLES)
-                video_frames = max(stretch.frames, -(-audio_frames // AUDIO_PER_VIDEO))
-                for j in range(video_frames):
-                    delay = start_clock + k * FRAME_SECONDS - clock.now()
-                    if delay > 0:
-                        await clock.sleep(delay)
-                    at = start_media + k * FRAME_SECONDS
-                    openness = float(stretch.openness[j]) if j < stretch.frames else 0.0
-                    blink = _blink(k - blink_at)
-                    if k - blink_at > 6:
-                        blink_at = self._next_blink(k)
-                    stream.canvas = face.frame(openness, blink, k * FRAME_SECONDS, out=stream.canvas)
-                    await peer.send_video(stream.canvas, at)
-                    for a in range(AUDIO_PER_VIDEO):
-                        index = j * AUDIO_PER_VIDEO + a
-                        if index >= audio_frames:
-                            break
-                        chunk = pcm[index * AUDIO_FRAME_SAMPLES : (index + 1) * AUDIO_FRAME_SAMPLES]
-                        if len(chunk) < AUDIO_FRAME_SAMPLES:
-                            chunk = np.concatenate(
-                                [chunk, np.zeros(AUDIO_FRAME_SAMPLES - len(chunk), np.int16)]
-                            )
-                        await peer.send_audio(chunk, at + a * AUDIO_FRAME_SAMPLES / AUDIO_RATE)
-                    k += 1
-        finally:
-            if not making.done():
-                making.cancel()
-            await asyncio.gather(making, return_exceptions=True)
-        # End on the face at rest (mouth closed, head home): clients keep showing the last frame.
-        delay = start_clock + k * FRAME_SECONDS - clock.now()
-        if delay > 0:
-            await clock.sleep(delay)
-        stream.canvas = face.frame(0.0, 0.0, out=stream.canvas)
-        await peer.send_video(stream.canvas, start_media + k * FRAME_SECONDS)
-        stream.canvas = None  # an idle stream holds no frame
-
-    def _next_blink(self, frame: int) -> int:
-        return frame + self._rng.randint(3 * VIDEO_FPS, 5 * VIDEO_FPS)
-
-
-_BLINK = (0.35, 1.0, 1.0, 0.5)
-
-
-def _blink(offset: int) -> float:
-    return _BLINK[offset] if 0 <= offset < len(_BLINK) else 0.0
