@@ -14,15 +14,16 @@ from typing import Any
 
 from talkstream.engine.clock import Clock
 from talkstream.engine.errors import RequestError
+from talkstream.engine.messages import IceServer
 from talkstream.engine.ports import (
     ClientPeer,
     ClientTransport,
     HttpPort,
     HttpRequest,
     HttpResponse,
-    IceServerConfig,
     MessageCallback,
     ReportCallback,
+    Sink,
 )
 from talkstream.engine.states import Input
 
@@ -87,8 +88,8 @@ class _RecordingTransport:
         stream_id: str,
         report: ReportCallback,
         on_message: MessageCallback,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> ClientPeer:
         clock = self._recorder.clock
         started = clock.now()
@@ -224,8 +225,8 @@ class ReplayTransport:
         stream_id: str,
         report: ReportCallback,
         on_message: MessageCallback,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> ClientPeer:
         if stream_id not in self._peers:
             raise CassetteMismatchError(f"no peer was recorded for {stream_id}")

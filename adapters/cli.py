@@ -25,7 +25,7 @@ from talkstream.adapters.server.serving import ConnectionLimits
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
-from talkstream.engine.ports import IceServerConfig
+from talkstream.engine.messages import IceServer
 from talkstream.engine.service import Limits
 from talkstream.engine.session import SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
@@ -109,7 +109,7 @@ def serve(args: argparse.Namespace) -> int:
     generated = not keys
     if generated:
         keys = [f"demo:{secrets.token_urlsafe(18)}"]
-    ice_servers = tuple(IceServerConfig(urls=(url,)) for url in args.ice_server or ())
+    ice_servers = tuple(IceServer(urls=url) for url in args.ice_server or ())
     descriptors = raise_descriptor_limit()
     connections = args.max_connections or default_max_connections(descriptors, args.max_streams)
     settings = ServerSettings(

@@ -29,7 +29,7 @@ from talkstream.engine.errors import (
     ValidationError,
     error_from_response,
 )
-from talkstream.engine.ports import HttpPort, HttpRequest
+from talkstream.engine.ports import HttpPort, HttpRequest, Sink
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import State
 from talkstream.specs import MEDIA, SCENARIO_SCHEMA
@@ -85,7 +85,7 @@ class World:
     raw: dict[str, HttpPort]
     clock: Clock
     network: Any = None  # transports.memory.MemoryNetwork when the transport is memory
-    sink: Callable[[], object] | None = None  # makes a media sink for each stream
+    sink: Callable[[], Sink] | None = None  # makes a media sink for each stream
     media_url: str | None = None  # where specs/scenarios/media is served, for {media} in scenarios
     restart: Callable[[], Awaitable[None]] | None = None  # restarts the in-process server
     closers: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list)
@@ -379,8 +379,7 @@ class _Runner:
             if inputs != _fold(args["inputs"]):
                 raise Failed(f"expect: inputs {inputs}, expected {_fold(args['inputs'])}")
         if "frames_at_least" in args:
-            sink = getattr(stream.peer, "sink", None)
-            frames = getattr(sink, "frames", None)
+            frames = stream.received_frames if stream.sink is not None else None
             if frames is None or frames < args["frames_at_least"]:
                 raise Failed(f"expect: {frames} frames, expected at least {args['frames_at_least']}")
 

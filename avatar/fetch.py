@@ -109,15 +109,19 @@ class _CheckingResolver(AbstractResolver):
 
 _LEGACY_IPV4_CHARS = frozenset("0123456789abcdefx.")
 
-# aiohttp's exception names, as a caller reading the 400 would put them
-_CLIENT_ERRORS = {
-    "ClientConnectorDNSError": "its host name does not resolve",
-    "ClientConnectorError": "could not connect to its host",
-    "ClientConnectorCertificateError": "its TLS certificate is not valid",
-    "ClientSSLError": "TLS failed",
-    "ServerDisconnectedError": "the server closed the connection",
-    "InvalidUrlClientError": "the url is not valid",
-}
+# aiohttp's exceptions, most specific first, as a caller reading the 400 would put them
+_CLIENT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (aiohttp.ClientConnectorDNSError, "its host name does not resolve"),
+    (aiohttp.ClientConnectorCertificateError, "its TLS certificate is not valid"),
+    (aiohttp.ClientSSLError, "TLS failed"),
+    (aiohttp.ClientConnectorError, "could not connect to its host"),
+    (aiohttp.ServerDisconnectedError, "the server closed the connection"),
+    (aiohttp.InvalidUrlClientError, "the url is not valid"),
+)
+
+
+def _client_error_reason(exc: BaseException) -> str:
+    return next((reason for kind, reason in _CLIENT_ERRORS if isinstance(exc, kind)), type(exc).__name__)
 
 
 def _legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
@@ -220,8 +224,7 @@ class Fetcher:
                 cause: Any = exc.__cause__ or exc.__context__
                 if isinstance(cause, BadRequestError):
                     raise cause from None
-                reason = _CLIENT_ERRORS.get(type(exc).__name__, type(exc).__name__)
-                raise BadRequestError(f"could not fetch the url: {reason}") from exc
+                raise BadRequestError(f"could not fetch the url: {_client_error_reason(exc)}") from exc
         raise BadRequestError(f"more than {self.policy.max_redirects} redirects")
 
     async def aclose(self) -> None:

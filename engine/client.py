@@ -33,6 +33,7 @@ from .messages import (
     CreateStreamResponse,
     DeleteRequest,
     IceCandidateRequest,
+    IceServer,
     Provider,
     SdpRequest,
     SessionDescription,
@@ -41,7 +42,7 @@ from .messages import (
     TalkResponse,
     TextScript,
 )
-from .ports import ClientTransport, HttpPort, HttpRequest, HttpResponse, IceServerConfig
+from .ports import ClientTransport, HttpPort, HttpRequest, HttpResponse, Sink
 from .retry import RetryPolicy, parse_retry_after
 from .session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine, StreamSession
 from .states import CloseReason, Input, State
@@ -106,8 +107,8 @@ class ClientStream:
         client: StreamClient,
         session: StreamSession,
         transport: ClientTransport,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
         offer: SessionDescription | None = None,
     ) -> None:
         self._client = client
@@ -120,7 +121,7 @@ class ClientStream:
         self._reports: asyncio.Queue[tuple[Input, str] | _Message] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = [asyncio.ensure_future(self._consume())]
         self._closing: asyncio.Task[None] | None = None
-        self._sink = sink
+        self.sink = sink  # what receives this stream's media (the caller's), if anything
         self._watchdog: asyncio.Task[None] | None = None
         session.subscribe(self._on_event)
         self.peer = transport.create_peer(session.stream_id, self._report, self._message, sink, ice_servers)
@@ -205,10 +206,15 @@ class ClientStream:
         talk = ClientTalk(TalkResponse.from_json(body), self._client.clock)
         self._talks.append(talk)
         await self.session.apply(Input.TALK_REQUESTED)
-        if self._watchdog is None and hasattr(self._sink, "frames") and not self.messages:
+        if self._watchdog is None and self.sink is not None and not self.messages:
             self._watchdog = asyncio.ensure_future(self._watch_video())
             self._tasks.append(self._watchdog)
         return talk
+
+    @property
+    def received_frames(self) -> int:
+        """Video frames the sink has received (0 without a sink)."""
+        return self.sink.frames if self.sink is not None else 0
 
     #: A server that sends no data-channel events is followed by its video: frames arriving after a talk
     #: was asked mean it started, no frame for this long means it is done.
@@ -218,14 +224,14 @@ class ClientStream:
     async def _watch_video(self) -> None:
         """Start and end talks by the video when the server says nothing on the data channel."""
         clock = self._client.clock
-        frames = int(getattr(self._sink, "frames", 0))
+        frames = self.received_frames
         last_change = clock.now()
         playing = False
         while not self.messages and self.session.state is not State.CLOSED:
             await clock.sleep(self.VIDEO_POLL)
             if self.messages:
                 return  # the server speaks the data channel: its events rule
-            now_frames = int(getattr(self._sink, "frames", 0))
+            now_frames = self.received_frames
             if now_frames != frames:
                 frames, last_change = now_frames, clock.now()
                 if not playing and self._talks:
@@ -372,7 +378,7 @@ class StreamClient:
         self,
         source_url: str,
         *,
-        sink: object | None = None,
+        sink: Sink | None = None,
         session_timeout: float | None = None,
         negotiate: bool = True,
         **options: Any,
@@ -394,15 +400,7 @@ class StreamClient:
         stream: ClientStream | None = None
         try:
             await session.apply(Input.OFFER_RECEIVED)
-            servers = [
-                IceServerConfig(
-                    urls=(s.urls,) if isinstance(s.urls, str) else s.urls,
-                    username=s.username,
-                    credential=s.credential,
-                )
-                for s in created.ice_servers
-            ]
-            stream = ClientStream(self, session, self.transport, sink, servers, created.offer)
+            stream = ClientStream(self, session, self.transport, sink, created.ice_servers, created.offer)
             self._streams[created.id] = stream
             if negotiate:
                 await stream.negotiate()

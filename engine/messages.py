@@ -218,7 +218,8 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 
 @attrs.frozen(kw_only=True)
 class IceServer:
-    """An ICE server for the client's peer connection: ``urls`` is one URL or several."""
+    """An ICE server (D-ID's ``ice_servers`` entries): ``urls`` is one URL or several, kept as sent. The one
+    ICE server type of talkstream: the server's settings, the create answer, both sides' peers."""
 
     urls: str | tuple[str, ...]
     username: str | None = None
@@ -236,6 +237,11 @@ class IceServer:
         else:
             parsed = _string(urls, f.at("urls"), min_len=1)
         return cls(urls=parsed, username=f.str_("username"), credential=f.str_("credential"))
+
+    @property
+    def url_list(self) -> tuple[str, ...]:
+        """Its URLs, one or several, as a tuple."""
+        return (self.urls,) if isinstance(self.urls, str) else self.urls
 
     def to_json(self) -> dict[str, Any]:
         urls = list(self.urls) if isinstance(self.urls, tuple) else self.urls

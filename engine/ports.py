@@ -13,7 +13,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .messages import AudioScript, CreateStreamRequest, TextScript
+from .messages import AudioScript, CreateStreamRequest, IceServer, TextScript
 from .states import Input
 
 __all__ = [
@@ -28,13 +28,13 @@ __all__ = [
     "HttpPort",
     "HttpRequest",
     "HttpResponse",
-    "IceServerConfig",
     "MessageCallback",
     "PeerOptions",
     "PreparedSpeech",
     "ReportCallback",
     "ServerPeer",
     "ServerTransport",
+    "Sink",
     "Speech",
     "SpeechStream",
     "Studio",
@@ -52,15 +52,6 @@ VideoFrame = npt.NDArray[np.uint8]
 PCM = npt.NDArray[np.int16]
 VideoCodec = Literal["vp8", "h264"]
 ReportCallback = Callable[[Input, str], None]  # (transport input, detail)
-
-
-@attrs.frozen(kw_only=True)
-class IceServerConfig:
-    """One ICE server handed to peers and to clients (D-ID's ``ice_servers`` entries)."""
-
-    urls: tuple[str, ...]
-    username: str | None = None
-    credential: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -123,7 +114,7 @@ class ServerTransport(Protocol):
     """Makes server peers and holds what they share."""
 
     @property
-    def ice_servers(self) -> Sequence[IceServerConfig]: ...
+    def ice_servers(self) -> Sequence[IceServer]: ...
 
     def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> ServerPeer: ...
 
@@ -251,6 +242,22 @@ class HttpPort(Protocol):
 MessageCallback = Callable[[str], None]
 
 
+class Sink(Protocol):
+    """Where a client peer delivers the media it receives; each transport takes its own kind of sink
+    (`transports.sink.MediaSink` for aiortc, `transports.memory.MemorySink` for the fake) and refuses others
+    with a TypeError. The engine reads only how much has arrived."""
+
+    @property
+    def frames(self) -> int:
+        """Video frames received so far."""
+        ...
+
+    @property
+    def samples(self) -> int:
+        """Audio samples received so far."""
+        ...
+
+
 class ClientPeer(Protocol):
     """The client's side of one stream's peer connection."""
 
@@ -266,15 +273,15 @@ class ClientPeer(Protocol):
 
 
 class ClientTransport(Protocol):
-    """Makes client peers. `sink` (transport-specific, may be None) receives the media."""
+    """Makes client peers. `sink` (the transport's own kind, or None) receives the media."""
 
     def create_peer(
         self,
         stream_id: str,
         report: ReportCallback,
         on_message: MessageCallback,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> ClientPeer:
         """A peer for `stream_id`, using the ICE servers the server handed out (none for a local one)."""
         ...

@@ -33,7 +33,6 @@ from .messages import (
     CreateStreamResponse,
     DeleteRequest,
     IceCandidateRequest,
-    IceServer,
     SdpRequest,
     SessionDescription,
     StatusResponse,
@@ -159,14 +158,7 @@ class StreamService:
             id=stream_id,
             session_id=session.session_id,
             offer=SessionDescription(type="offer", sdp=sdp),
-            ice_servers=tuple(
-                IceServer(
-                    urls=s.urls if len(s.urls) != 1 else s.urls[0],
-                    username=s.username,
-                    credential=s.credential,
-                )
-                for s in self.transport.ice_servers
-            ),
+            ice_servers=tuple(self.transport.ice_servers),
         )
 
     async def answer(self, owner: str, stream_id: str, request: SdpRequest) -> StatusResponse:

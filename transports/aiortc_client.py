@@ -19,7 +19,8 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from talkstream.engine.errors import BadRequestError, TransportError
-from talkstream.engine.ports import IceServerConfig, MessageCallback, ReportCallback
+from talkstream.engine.messages import IceServer
+from talkstream.engine.ports import MessageCallback, ReportCallback, Sink
 from talkstream.engine.states import Input
 
 from .aiortc_common import BAD_SDP, ice_state_input, rtc_ice_servers
@@ -39,7 +40,7 @@ class AiortcClientPeer:
         report: ReportCallback,
         on_message: MessageCallback,
         sink: MediaSink | None,
-        ice_servers: Sequence[IceServerConfig],
+        ice_servers: Sequence[IceServer],
     ) -> None:
         install_aiortc_patches()
         self._transport = transport
@@ -141,7 +142,7 @@ class AiortcClientTransport:
     def __init__(
         self,
         *,
-        ice_servers: Sequence[IceServerConfig] = (),
+        ice_servers: Sequence[IceServer] = (),
         host_addresses: Sequence[str] | None = ("127.0.0.1",),
     ) -> None:
         self.ice_servers = tuple(ice_servers)
@@ -153,8 +154,8 @@ class AiortcClientTransport:
         stream_id: str,
         report: ReportCallback,
         on_message: MessageCallback,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> AiortcClientPeer:
         if sink is not None and not isinstance(sink, MediaSink):
             raise TypeError("the aiortc client transport delivers media to a MediaSink")

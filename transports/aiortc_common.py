@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from aiortc import RTCIceServer
 from aiortc.exceptions import InvalidAccessError, OperationError
 
-from talkstream.engine.ports import IceServerConfig
+from talkstream.engine.messages import IceServer
 from talkstream.engine.states import Input
 
 __all__ = ["BAD_SDP", "ice_state_input", "rtc_ice_servers"]
@@ -27,8 +27,10 @@ BAD_SDP = (
 )
 
 
-def rtc_ice_servers(servers: Sequence[IceServerConfig]) -> list[RTCIceServer]:
-    return [RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential) for s in servers]
+def rtc_ice_servers(servers: Sequence[IceServer]) -> list[RTCIceServer]:
+    return [
+        RTCIceServer(urls=list(s.url_list), username=s.username, credential=s.credential) for s in servers
+    ]
 
 
 def ice_state_input(state: str, *, connected_reported: bool, closing: bool) -> Input | None:

@@ -32,10 +32,10 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
 from talkstream.engine.errors import BadRequestError, TransportError
+from talkstream.engine.messages import IceServer
 from talkstream.engine.ports import (
     AUDIO_FRAME_SAMPLES,
     AUDIO_RATE,
-    IceServerConfig,
     PeerOptions,
     ReportCallback,
 )
@@ -397,7 +397,7 @@ class AiortcServerTransport:
     def __init__(
         self,
         *,
-        ice_servers: Sequence[IceServerConfig] = (),
+        ice_servers: Sequence[IceServer] = (),
         host_addresses: Sequence[str] | None = ("127.0.0.1",),
         silence_timeout: float = DEFAULT_SILENCE_TIMEOUT,
     ) -> None:

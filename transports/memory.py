@@ -16,11 +16,12 @@ import numpy.typing as npt
 
 from talkstream.engine.clock import Clock
 from talkstream.engine.errors import BadRequestError
+from talkstream.engine.messages import IceServer
 from talkstream.engine.ports import (
-    IceServerConfig,
     MessageCallback,
     PeerOptions,
     ReportCallback,
+    Sink,
 )
 from talkstream.engine.states import Input
 
@@ -207,7 +208,7 @@ class MemoryServerPeer(_MemoryPeer):
 class MemoryServerTransport:
     """Memory peers for the server (implements `engine.ports.ServerTransport`)."""
 
-    ice_servers: Sequence[IceServerConfig] = ()
+    ice_servers: Sequence[IceServer] = ()
 
     def __init__(self, network: MemoryNetwork) -> None:
         self.network = network
@@ -263,8 +264,8 @@ class MemoryClientTransport:
         stream_id: str,
         report: ReportCallback,
         on_message: MessageCallback,
-        sink: object | None,
-        ice_servers: Sequence[IceServerConfig] = (),
+        sink: Sink | None,
+        ice_servers: Sequence[IceServer] = (),
     ) -> MemoryClientPeer:
         if sink is not None and not isinstance(sink, MemorySink):
             raise TypeError("the memory transport delivers media to a MemorySink")

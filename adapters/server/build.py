@@ -18,7 +18,8 @@ from talkstream.avatar.fetch import Fetcher, FetchPolicy
 from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
-from talkstream.engine.ports import IceServerConfig, ServerTransport
+from talkstream.engine.messages import IceServer
+from talkstream.engine.ports import ServerTransport
 from talkstream.engine.service import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
@@ -34,7 +35,7 @@ _log = logging.getLogger("talkstream")
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     keys: tuple[str, ...]
-    ice_servers: tuple[IceServerConfig, ...] = ()
+    ice_servers: tuple[IceServer, ...] = ()
     host_addresses: tuple[str, ...] | None = ("127.0.0.1",)
     media_root: Path | None = None
     fetch_policy: FetchPolicy = attrs.field(factory=FetchPolicy)

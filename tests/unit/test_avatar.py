@@ -416,3 +416,18 @@ async def test_streams_of_one_photo_share_its_animator() -> None:
         await studio.aclose()
     assert again is first and smaller is not first and smaller.width == 256
     assert boxed is not first  # a face box given with the request is that request's own
+
+
+def test_fetch_errors_are_named_by_their_aiohttp_class() -> None:
+    import aiohttp
+
+    from talkstream.avatar.fetch import _client_error_reason
+
+    assert _client_error_reason(aiohttp.ServerDisconnectedError()) == "the server closed the connection"
+    assert _client_error_reason(aiohttp.InvalidUrlClientError("x")) == "the url is not valid"
+
+    class Wrapped(aiohttp.ServerDisconnectedError):
+        """A subclass still reads as what it is (class names were compared as strings before)."""
+
+    assert _client_error_reason(Wrapped()) == "the server closed the connection"
+    assert _client_error_reason(aiohttp.ClientPayloadError()) == "ClientPayloadError"
