@@ -29,7 +29,8 @@ from talkstream.engine.errors import (
     ValidationError,
     error_from_response,
 )
-from talkstream.engine.ports import HttpPort, HttpRequest, Sink
+from talkstream.engine.messages import AudioScript, CreateStreamRequest, TextScript
+from talkstream.engine.ports import Face, HttpPort, HttpRequest, Sink, SpeechStream, Studio
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import State
 from talkstream.specs import MEDIA, SCENARIO_SCHEMA
@@ -133,6 +134,28 @@ def _retry(spec: dict[str, Any]) -> RetryPolicy:
     return RetryPolicy(**value)
 
 
+class HeldStudio:
+    """A studio whose work holds a virtual clock still: fetching a photo or an audio file is real-world I/O
+    that `VirtualClock.run` cannot see, and time must not jump (and expire sessions) meanwhile."""
+
+    def __init__(self, inner: Studio, clock: VirtualClock) -> None:
+        self.inner, self.clock = inner, clock
+
+    async def face(self, request: CreateStreamRequest) -> Face:
+        with self.clock.hold():
+            return await self.inner.face(request)
+
+    async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream:
+        with self.clock.hold():
+            return await self.inner.speech(script, pad_audio=pad_audio)
+
+
+def _holding_studio(clock: Clock) -> Callable[[Studio], Studio] | None:
+    if not isinstance(clock, VirtualClock):
+        return None
+    return lambda studio: HeldStudio(studio, clock)
+
+
 async def make_world(spec: dict[str, Any], target: str, transport: str) -> World:
     """Build the world the scenario asks for, or raise Skipped."""
     requires = set(spec.get("requires", []))
@@ -155,7 +178,13 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
             keys=(DEFAULT_KEY, OTHER_KEY, f"{LIMITED_KEY} session_timeout"),
             fetch_policy=FetchPolicy.local(("127.0.0.1/32",)),
         )
-        app = build_app(settings, clock=clock, transport=network.server_transport() if network else None)
+        held = _holding_studio(clock)
+        app = build_app(
+            settings,
+            clock=clock,
+            transport=network.server_transport() if network else None,
+            wrap_studio=held,
+        )
         server = InProcessAdapter(app, DEFAULT_KEY)
         raw: dict[str, HttpPort] = {
             "default": server.with_key(DEFAULT_KEY),
@@ -171,7 +200,9 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         async def restart() -> None:
             # The server process "restarts": every stream it held is gone (peers closed), a new one starts.
             server_transport = network.server_transport() if network else None
-            await server.replace_app(build_app(settings, clock=clock, transport=server_transport))
+            await server.replace_app(
+                build_app(settings, clock=clock, transport=server_transport, wrap_studio=held)
+            )
 
         world.restart = restart
         world.media_url = media_url

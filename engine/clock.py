@@ -17,7 +17,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Clock", "SystemClock", "Timer", "TimerCallback", "VirtualClock", "holding", "run_with_timeout"]
+__all__ = ["Clock", "SystemClock", "Timer", "TimerCallback", "VirtualClock", "run_with_timeout"]
 
 _log = logging.getLogger(__name__)
 
@@ -327,12 +327,6 @@ def _counting_executor(loop: asyncio.AbstractEventLoop) -> _CountingExecutor:
         loop.set_default_executor(executor)
         loop._talkstream_counting_executor = executor  # type: ignore[attr-defined]
     return executor
-
-
-def holding(clock: Clock) -> contextlib.AbstractContextManager[None]:
-    """`clock.hold()` for a virtual clock (time stands still during real-world work), else nothing."""
-    hold = getattr(clock, "hold", None)
-    return hold() if hold is not None else contextlib.nullcontext()
 
 
 async def run_with_timeout(clock: Clock, delay: float, awaitable: Coroutine[Any, Any, T] | Awaitable[T]) -> T:

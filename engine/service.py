@@ -17,7 +17,7 @@ import attrs
 
 from . import player
 from .channel import event_text
-from .clock import holding, run_with_timeout
+from .clock import run_with_timeout
 from .errors import (
     BadRequestError,
     IllegalTransition,
@@ -126,8 +126,7 @@ class StreamService:
             )
         self._per_key[owner] = self._per_key.get(owner, 0) + 1  # held while the face is made
         try:
-            with holding(self.clock):  # fetching and decoding happen in the real world
-                face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
+            face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
             timeout = request.session_timeout
             idle = min(timeout, self.engine.idle_timeout) if timeout else None
             session = self.engine.open(owner, idle_timeout=idle)
@@ -188,8 +187,7 @@ class StreamService:
                 "too many talks queued on this stream", retry_after=self.limits.retry_after
             )
         pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
-        with holding(self.clock):
-            speech = await self.studio.speech(request.script, pad_audio=pad)
+        speech = await self.studio.speech(request.script, pad_audio=pad)
         try:
             waiting = self._speech_waiting(stream)
             limit = self.limits.queued_speech_seconds

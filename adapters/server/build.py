@@ -8,7 +8,7 @@ swap any of them.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -19,7 +19,7 @@ from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
 from talkstream.engine.messages import IceServer
-from talkstream.engine.ports import ServerTransport
+from talkstream.engine.ports import ServerTransport, Studio
 from talkstream.engine.service import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
 from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
@@ -54,12 +54,15 @@ def build_app(
     clock: Clock | None = None,
     tts: TextToSpeech | bool | None = True,
     transport: ServerTransport | None = None,
+    wrap_studio: Callable[[Studio], Studio] | None = None,
     extra_routes: Sequence[web.RouteDef] = (),
 ) -> web.Application:
     """The server as an aiohttp app; its service, transport and studio live for the app's lifetime.
 
     `tts`: True for the bundled engine when installed, None for none, or a provider of your own.
     `transport`: aiortc on the settings' addresses unless given (e.g. `transports.memory`'s).
+    `wrap_studio`: puts something around the studio the app makes (a scenario on the virtual clock holds
+    time still while the studio works in the real world).
     """
     engine = SessionEngine(
         clock=clock or SystemClock(),
@@ -79,7 +82,12 @@ def build_app(
         media_root=settings.media_root,
         strict_voices=settings.strict_voices,
     )
-    service = StreamService(engine=engine, transport=transport, studio=studio, limits=settings.limits)
+    service = StreamService(
+        engine=engine,
+        transport=transport,
+        studio=wrap_studio(studio) if wrap_studio is not None else studio,
+        limits=settings.limits,
+    )
     app = create_app(
         service,
         KeyRing(settings.keys),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -146,3 +149,31 @@ def test_replay_command_reports_and_exits_non_zero_on_failure(
     broken.write_text("name: broken\nsteps:\n  - create: {as: s, key: wrong}\n")
     assert main(["replay", str(broken)]) == 1
     assert "FAIL broken" in capsys.readouterr().out
+
+
+async def test_a_studio_at_work_in_the_real_world_holds_virtual_time() -> None:
+    """Fetching a photo is real I/O that `VirtualClock.run` cannot see: without the hold, time jumps to the
+    next timer (here a session's idle expiry) while the studio waits on a socket."""
+    from talkstream.adapters.scenarios import HeldStudio
+    from talkstream.engine.clock import VirtualClock
+
+    class SlowStudio:
+        async def face(self, request: Any) -> Any:
+            await asyncio.sleep(0.05)  # real time: a socket, not the clock
+            return "face"
+
+        async def speech(self, script: Any, *, pad_audio: float) -> Any:
+            await asyncio.sleep(0.05)
+            return "speech"
+
+    def expiry(clock: VirtualClock, fired: list[float]) -> Callable[[], None]:
+        return lambda: fired.append(clock.now())
+
+    for held in (False, True):
+        clock = VirtualClock()
+        fired: list[float] = []
+        clock.call_at(300.0, expiry(clock, fired))
+        studio: Any = HeldStudio(SlowStudio(), clock) if held else SlowStudio()
+        assert await clock.run(studio.face(None)) == "face"
+        assert await clock.run(studio.speech(None, pad_audio=0.0)) == "speech"
+        assert (clock.now(), fired) == ((0.0, []) if held else (300.0, [300.0]))
