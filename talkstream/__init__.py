@@ -13,7 +13,8 @@ Everything a user picks is importable from here; the subpackages are where it li
   and the session events;
 - errors: `TalkstreamError` and every subclass, each with D-ID's ``kind`` and HTTP ``status``.
 
-Names load on first use, so ``import talkstream.engine`` stays free of aiohttp and aiortc.
+The errors are there at once (their module needs only the standard library); every other name loads on
+first use, so ``import talkstream`` and the engine stay free of aiohttp, aiortc, PyAV and OpenCV.
 """
 
 from __future__ import annotations
@@ -21,29 +22,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_ERRORS = (
-    "AuthorizationError",
-    "BadGatewayError",
-    "BadRequestError",
-    "ConnectionFailedError",
-    "DeadlineExceededError",
-    "GatewayTimeoutError",
-    "IllegalTransition",
-    "InternalServerError",
-    "NotFoundError",
-    "NotReadyError",
-    "PermissionDeniedError",
-    "RateLimitedError",
-    "RequestError",
-    "RequestTimeoutError",
-    "ServerError",
-    "ServiceUnavailableError",
-    "SessionError",
-    "TalkstreamError",
-    "TransportError",
-    "UnsupportedMediaTypeError",
-    "ValidationError",
-)
+# Every error class, at once: the module needs nothing beyond the standard library.
+from .engine.errors import *  # noqa: F403
+from .engine.errors import __all__ as _error_names
 
 #: public name -> the module that defines it
 _HOMES: dict[str, str] = {
@@ -73,7 +54,6 @@ _HOMES: dict[str, str] = {
         ("InputApplied", "SessionClosed", "SessionEvent", "SessionOpened", "StateChanged", "Subscription"),
         "engine.events",
     ),
-    **dict.fromkeys(_ERRORS, "engine.errors"),
 }
 
 __all__ = [
@@ -81,24 +61,16 @@ __all__ = [
     "AiohttpAdapter",
     "AiortcClientTransport",
     "AiortcServerTransport",
-    "AuthorizationError",
-    "BadGatewayError",
-    "BadRequestError",
     "CassetteMismatchError",
     "ClientStream",
     "ClientTalk",
     "Clock",
     "CloseReason",
-    "ConnectionFailedError",
     "ConnectionLimits",
-    "DeadlineExceededError",
     "FaultyAdapter",
-    "GatewayTimeoutError",
-    "IllegalTransition",
     "InProcessAdapter",
     "Input",
     "InputApplied",
-    "InternalServerError",
     "KeyRing",
     "Limits",
     "MediaSink",
@@ -106,23 +78,14 @@ __all__ = [
     "MemoryNetwork",
     "MemorySink",
     "NetworkKnobs",
-    "NotFoundError",
-    "NotReadyError",
-    "PermissionDeniedError",
-    "RateLimitedError",
     "Recorder",
     "ReplayAdapter",
     "ReplayTransport",
-    "RequestError",
     "RequestLimits",
-    "RequestTimeoutError",
     "RetryPolicy",
-    "ServerError",
     "ServerSettings",
-    "ServiceUnavailableError",
     "SessionClosed",
     "SessionEngine",
-    "SessionError",
     "SessionEvent",
     "SessionOpened",
     "State",
@@ -133,16 +96,13 @@ __all__ = [
     "Subscription",
     "SystemClock",
     "TalkFailedError",
-    "TalkstreamError",
-    "TransportError",
-    "UnsupportedMediaTypeError",
-    "ValidationError",
     "VirtualClock",
     "build_app",
     "load_cassette",
     "serve_app",
     "tune_process",
 ]
+__all__ += _error_names
 
 
 def __getattr__(name: str) -> Any:
@@ -174,29 +134,6 @@ if TYPE_CHECKING:
     from .adapters.server.serving import ConnectionLimits, MemoryKeeper, serve_app, tune_process
     from .engine.client import ClientStream, ClientTalk, StreamClient, TalkFailedError
     from .engine.clock import Clock, SystemClock, VirtualClock
-    from .engine.errors import (
-        AuthorizationError,
-        BadGatewayError,
-        BadRequestError,
-        ConnectionFailedError,
-        DeadlineExceededError,
-        GatewayTimeoutError,
-        IllegalTransition,
-        InternalServerError,
-        NotFoundError,
-        NotReadyError,
-        PermissionDeniedError,
-        RateLimitedError,
-        RequestError,
-        RequestTimeoutError,
-        ServerError,
-        ServiceUnavailableError,
-        SessionError,
-        TalkstreamError,
-        TransportError,
-        UnsupportedMediaTypeError,
-        ValidationError,
-    )
     from .engine.events import (
         InputApplied,
         SessionClosed,

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -177,32 +177,33 @@ async def create_stream(request: web.Request) -> web.Response:
     return web.json_response(response.to_json(), status=201)
 
 
-async def post_sdp(request: web.Request) -> web.Response:
-    owner = _owner(request)
-    message = SdpRequest.from_json(await _body(request))
-    response = await request.app[SERVICE].answer(owner, request.match_info["id"], message)
-    return web.json_response(response.to_json())
+class _Reply(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
 
 
-async def post_ice(request: web.Request) -> web.Response:
-    owner = _owner(request)
-    message = IceCandidateRequest.from_json(await _body(request))
-    response = await request.app[SERVICE].candidate(owner, request.match_info["id"], message)
-    return web.json_response(response.to_json())
+M = TypeVar("M")
 
 
-async def post_talk(request: web.Request) -> web.Response:
-    owner = _owner(request)
-    message = TalkRequest.from_json(await _body(request))
-    response = await request.app[SERVICE].talk(owner, request.match_info["id"], message)
-    return web.json_response(response.to_json())
+def _stream_operation(
+    parse: Callable[[Any], M],
+    operation: Callable[[StreamService], Callable[[str, str, M], Awaitable[_Reply]]],
+) -> Handler:
+    """The handler of an operation on one stream: the caller, the body as `parse` reads it, the service's
+    `operation` on the stream in the path, and its answer as JSON."""
+
+    async def handle(request: web.Request) -> web.Response:
+        owner = _owner(request)
+        message = parse(await _body(request))
+        reply = await operation(request.app[SERVICE])(owner, request.match_info["id"], message)
+        return web.json_response(reply.to_json())
+
+    return handle
 
 
-async def delete_stream(request: web.Request) -> web.Response:
-    owner = _owner(request)
-    message = DeleteRequest.from_json(await _body(request))
-    response = await request.app[SERVICE].delete(owner, request.match_info["id"], message)
-    return web.json_response(response.to_json())
+post_sdp = _stream_operation(SdpRequest.from_json, lambda service: service.answer)
+post_ice = _stream_operation(IceCandidateRequest.from_json, lambda service: service.candidate)
+post_talk = _stream_operation(TalkRequest.from_json, lambda service: service.talk)
+delete_stream = _stream_operation(DeleteRequest.from_json, lambda service: service.delete)
 
 
 async def index(request: web.Request) -> web.FileResponse:

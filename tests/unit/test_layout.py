@@ -39,10 +39,14 @@ def test_every_package_folder_is_listed_and_mapped() -> None:
 def test_the_public_names_are_one_import_away() -> None:
     import talkstream
 
+    from talkstream.engine import errors
+
     homes = talkstream._HOMES
-    assert sorted(talkstream.__all__) == sorted(homes)
+    assert sorted(talkstream.__all__) == sorted([*homes, *errors.__all__])
     for name, home in homes.items():
         assert getattr(talkstream, name) is getattr(importlib.import_module(f"talkstream.{home}"), name)
+    for name in errors.__all__:
+        assert getattr(talkstream, name) is getattr(errors, name)
     with pytest.raises(AttributeError):
         talkstream.nothing_of_that_name  # noqa: B018
 
