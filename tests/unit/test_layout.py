@@ -38,7 +38,6 @@ def test_every_package_folder_is_listed_and_mapped() -> None:
 
 def test_the_public_names_are_one_import_away() -> None:
     import talkstream
-
     from talkstream.engine import errors
 
     homes = talkstream._HOMES
