@@ -1,5 +1,5 @@
-"""The photo to animate: image bytes checked and decoded, the face, eyes and mouth found
-once (OpenCV's Haar cascades), and the bundled portraits.
+"""The photo to animate: image bytes checked and decoded, the face, eyes, mouth and landmarks found once
+(the face mesh, or OpenCV's Haar cascades when it finds nothing), and the bundled portraits.
 
 What it must never do: decode an image whose header announces more pixels than the cap, or fetch
 anything (fetching is `avatar.fetch`'s job).
@@ -18,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from talkstream.engine.errors import BadRequestError, UnsupportedMediaTypeError
+
+from .landmarks import Points, eye_box, find_face, lips_box
 
 __all__ = [
     "MAX_IMAGE_BYTES",
@@ -55,12 +57,14 @@ class Box:
 
 @attrs.frozen
 class Portrait:
-    """A decoded photo (BGR) and its face features, all in the photo's pixels."""
+    """A decoded photo (BGR) and its face features, all in the photo's pixels. `landmarks`: the face
+    mesh's 468 points when the mesh found the face (None when only the cascades did)."""
 
     image: Image
     face: Box
     eyes: tuple[Box, Box]
     mouth: Box
+    landmarks: Points | None = attrs.field(default=None, eq=False)
 
 
 def bundled_portrait_bytes(name: str = "astronaut") -> bytes:
@@ -136,8 +140,25 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
     return classifier
 
 
-def find_features(image: Image, face: Box | None = None) -> tuple[Box, tuple[Box, Box], Box]:
-    """The face (found, or the one given), its eyes and its mouth."""
+Features = tuple[Box, tuple[Box, Box], Box, Points | None]
+
+
+def find_features(image: Image, face: Box | None = None) -> Features:
+    """The face (found, or the one given), its eyes, its mouth and its landmarks: from the face mesh when it
+    finds the face (seeded by the given box), else from OpenCV's Haar cascades."""
+    found = find_face(image, hint=(face.x, face.y, face.w, face.h) if face is not None else None)
+    if found is not None:
+        points = found.points
+        if face is None:  # the mesh's extent, squared from the forehead down, as a cascade boxes a face
+            (x0, y0), (x1, _) = points.min(axis=0), points.max(axis=0)
+            face = Box(round(float(x0)), round(float(y0)), round(float(x1 - x0)), round(float(x1 - x0)))
+        eyes = (Box(*eye_box(points, left=False)), Box(*eye_box(points, left=True)))
+        return face, eyes, Box(*lips_box(points)), points
+    return (*_cascade_features(image, face), None)
+
+
+def _cascade_features(image: Image, face: Box | None) -> tuple[Box, tuple[Box, Box], Box]:
+    """The fallback: the face, eyes and lips as OpenCV's Haar cascades and the skin's colours find them."""
     gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     if face is None:
         side = min(gray.shape[:2])
@@ -214,6 +235,8 @@ def load_portrait(
         raise UnsupportedMediaTypeError("source image could not be decoded")
     if image.shape[0] < 64 or image.shape[1] < 64:
         raise BadRequestError("source image is smaller than 64x64 pixels")
-    found_face, eyes, mouth = find_features(image, face)
+    found_face, eyes, mouth, points = find_features(image, face)
     image.setflags(write=False)  # one cached portrait serves many streams' animators, on several threads
-    return Portrait(image=image, face=found_face, eyes=eyes, mouth=mouth)
+    if points is not None:
+        points.setflags(write=False)
+    return Portrait(image=image, face=found_face, eyes=eyes, mouth=mouth, landmarks=points)
