@@ -135,7 +135,7 @@ def serving(
             while not port_open(port):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"talkstream serve did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.05)
+                time.sleep(0.05)  # a synchronous fixture waiting on another process: real time, no loop
             yield Served(f"http://127.0.0.1:{port}", key, server.pid, server)
         finally:
             if server.poll() is None:

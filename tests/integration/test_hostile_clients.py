@@ -92,12 +92,14 @@ def request(method: str, path: str, headers: dict[str, bytes], body: bytes = b""
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-def log_has(log: Path, pattern: str, within: float = 20.0) -> bool:
+async def log_has(log: Path, pattern: str, within: float = 20.0) -> bool:
+    """Whether the server's log shows `pattern` within `within` seconds (the server is another process:
+    real time, without holding this test's event loop)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if re.search(pattern, log.read_text(errors="replace")):
+        if re.search(pattern, await asyncio.to_thread(log.read_text, errors="replace")):
             return True
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     return False
 
 
@@ -186,7 +188,7 @@ async def test_a_client_that_vanishes_mid_body_is_not_a_server_error(outside: Ou
             sock.sendall(head + b'{"source_url": "bundled:')
             await asyncio.sleep(0.1)  # the handler is reading the body now
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, not close
-    assert log_has(log, r"POST /talks/streams - -> client gone")
+    assert await log_has(log, r"POST /talks/streams - -> client gone")
     assert_clean_log(log)
 
 
