@@ -29,6 +29,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MessageCallback",
+    "Mouth",
     "PeerOptions",
     "PreparedSpeech",
     "ReportCallback",
@@ -126,9 +127,29 @@ class ServerTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
+@attrs.frozen
+class Mouth:
+    """How one frame articulates: `open` from shut (0) to wide open (1); `wide` from rounded (-1, as for o,
+    u, w) through neutral (0) to spread (+1, as for i, e); `bite` how far the lower lip rests under the upper
+    teeth (1 for f, v); `stress` a stressed syllable (the brows lift with it), all as the speech has them."""
+
+    open: float = 0.0
+    wide: float = 0.0
+    bite: float = 0.0
+    stress: float = 0.0
+
+    @property
+    def at_rest(self) -> bool:
+        return self.open <= 0.0 and self.wide == 0.0 and self.bite <= 0.0 and self.stress <= 0.0
+
+
+SHAPE_CHANNELS = ("wide", "bite", "stress")  # a Speech's `shape` columns, after `openness`
+
+
 @attrs.frozen(eq=False)
 class Speech:
-    """A stretch of a talk: `pcm` (48 kHz mono int16) and one mouth openness in [0, 1] per 40 ms frame.
+    """A stretch of a talk: `pcm` (48 kHz mono int16) and one mouth openness in [0, 1] per 40 ms frame;
+    `shape`, when the speech knows more than loudness, one row per frame of `SHAPE_CHANNELS` (see `Mouth`).
 
     Within a talk, every stretch but the last holds exactly ``frames * 1920`` samples, so that stretches
     played one after another keep sound and frames on one timeline.
@@ -136,6 +157,11 @@ class Speech:
 
     pcm: PCM
     openness: npt.NDArray[np.float32]
+    shape: npt.NDArray[np.float32] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.shape is not None and self.shape.shape != (len(self.openness), len(SHAPE_CHANNELS)):
+            raise ValueError(f"shape must be (frames, {len(SHAPE_CHANNELS)}), not {self.shape.shape}")
 
     @property
     def duration(self) -> float:
@@ -144,6 +170,15 @@ class Speech:
     @property
     def frames(self) -> int:
         return len(self.openness)
+
+    def mouth(self, frame: int) -> Mouth:
+        """Frame `frame`'s articulation (shut past the end)."""
+        if frame >= len(self.openness):
+            return Mouth()
+        if self.shape is None:
+            return Mouth(float(self.openness[frame]))
+        wide, bite, stress = (float(v) for v in self.shape[frame])
+        return Mouth(float(self.openness[frame]), wide, bite, stress)
 
 
 class SpeechStream(Protocol):
@@ -194,10 +229,13 @@ class Face(Protocol):
     @property
     def height(self) -> int: ...
 
-    def frame(self, openness: float, at: float | None = None, *, out: VideoFrame | None = None) -> VideoFrame:
-        """A frame: mouth `openness` in [0, 1], the head and eyelids as the face has them `at` seconds into
-        a talk (None: at rest, the photo itself where the mouth is closed); drawn into `out` (a frame this
-        face made before) when given, else into a new array. The face schedules its own blinks."""
+    def frame(
+        self, mouth: Mouth | float, at: float | None = None, *, out: VideoFrame | None = None
+    ) -> VideoFrame:
+        """A frame: the `mouth` as given (a bare number is its openness in [0, 1]), the head, eyelids and
+        breath as the face has them `at` seconds into a talk (None: at rest, the photo itself where the mouth
+        is shut); drawn into `out` (a frame this face made before) when given, else into a new array. The
+        face schedules its own blinks."""
         ...
 
 

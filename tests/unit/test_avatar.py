@@ -111,7 +111,8 @@ def test_still_frame_is_the_photo_and_only_the_face_moves(portrait) -> None:  # 
     (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
     face = portrait.face
     assert face.x - 10 <= x0 and x1 <= face.x + face.w + 10, "pixels moved outside the face"
-    assert face.y + face.h / 2 <= y0 and y1 <= face.y + face.h * 1.2
+    # Below the nose, down to the chin and the top of the neck it drops over (a third of a face below it).
+    assert face.y + face.h / 2 <= y0 and y1 <= portrait.landmarks[152][1] + face.h / 3
     blink = np.argwhere(np.abs(animator.frame(0.0, blink=1.0).astype(np.int16)[:h] - still[:h]) > 3)
     assert len(blink) > 20 and blink[:, 0].max() < face.y + face.h / 2, "the blink is not in the eyes"
 
