@@ -33,12 +33,15 @@ __all__ = [
     "Speech",
     "Synthesis",
     "TextToSpeech",
+    "Viseme",
     "decode_audio",
     "default_tts",
     "mouth_track",
     "sniff_audio_format",
     "speech_from_pcm",
+    "speech_track",
     "ssml_segments",
+    "viseme",
     "viseme_openness",
 ]
 
@@ -48,30 +51,50 @@ MAX_SPEECH_SECONDS = 600.0
 PCM = npt.NDArray[np.int16]
 
 
-# How open each kind of sound holds the mouth (espeak-ng's phoneme mnemonics, stress marks removed).
-_CLOSED = frozenset({"p", "b", "m"})  # the lips meet
-_NEARLY_CLOSED = frozenset({"f", "v", "w"})  # lip to teeth, or rounded tight
-_OPEN_VOWELS = frozenset({"a", "A", "aI", "aU", "V", "0", "O", "Q", "A:", "a#", "O:", "OI", "e@", "A@", "O@"})
-_MID_VOWELS = frozenset({"e", "E", "@", "3", "3:", "eI", "oU", "o", "@L", "@2", "@5", "I@", "U@", "e#"})
-_CLOSE_VOWELS = frozenset({"i", "I", "i:", "u", "U", "u:", "i@", "I2", "I#"})
+@attrs.frozen
+class Viseme:
+    """The mouth one phoneme asks for: at most this `open` (its loudness may open it less), this `wide`
+    (-1 rounded .. +1 spread) and this `bite` (lower lip to the upper teeth)."""
+
+    open: float
+    wide: float = 0.0
+    bite: float = 0.0
+
+
+# What each kind of sound does with the mouth (espeak-ng's phoneme mnemonics, stress marks removed).
+_VISEME_GROUPS: tuple[tuple[frozenset[str], Viseme], ...] = (
+    (frozenset({"p", "b", "m"}), Viseme(0.0)),  # the lips meet
+    (frozenset({"f", "v"}), Viseme(0.1, bite=1.0)),  # lower lip to the upper teeth
+    (frozenset({"w"}), Viseme(0.15, wide=-1.0)),  # rounded tight
+    (frozenset({"u", "U", "u:", "U@", "uw"}), Viseme(0.35, wide=-1.0)),  # rounded
+    (frozenset({"o", "O", "O:", "oU", "O@", "OI", "0", "Q", "o@"}), Viseme(0.65, wide=-0.7)),  # rounded, open
+    (frozenset({"S", "Z", "tS", "dZ"}), Viseme(0.3, wide=-0.6)),  # lips pushed out
+    (frozenset({"r", "r-", "3", "3:", "@r"}), Viseme(0.4, wide=-0.35)),
+    (frozenset({"i", "I", "i:", "i@", "I2", "I#", "j"}), Viseme(0.4, wide=0.9)),  # spread
+    (frozenset({"e", "E", "eI", "e@", "e#", "E2", "E@"}), Viseme(0.65, wide=0.6)),  # spread, half open
+    (frozenset({"a", "A", "A:", "aI", "aU", "V", "a#", "A@", "aa", "a2"}), Viseme(1.0, wide=0.1)),  # open
+    (frozenset({"@", "@L", "@2", "@5", "I@", "a@"}), Viseme(0.6)),  # neutral vowels
+)
+_VISEMES = {name: viseme for names, viseme in _VISEME_GROUPS for name in names}
+_PAUSE = Viseme(0.0)
+_OTHER = Viseme(0.35)  # other consonants: tongue and teeth, jaw half open
+
+
+def viseme(phoneme: str) -> Viseme:
+    """The mouth shape for one espeak-ng phoneme (stress marks ignored)."""
+    name = phoneme.strip("'\",%=")
+    if not name or name.startswith("_"):
+        return _PAUSE
+    return _VISEMES.get(name, _OTHER)
 
 
 def viseme_openness(phoneme: str) -> float:
     """The most the mouth opens for one phoneme (its loudness may open it less)."""
-    name = phoneme.strip("'\",%=")
-    if not name or name.startswith("_"):
-        return 0.0  # a pause
-    if name in _CLOSED:
-        return 0.0
-    if name in _NEARLY_CLOSED:
-        return 0.15
-    if name in _OPEN_VOWELS:
-        return 1.0
-    if name in _MID_VOWELS:
-        return 0.75
-    if name in _CLOSE_VOWELS:
-        return 0.45
-    return 0.35  # other consonants: tongue and teeth, jaw half open
+    return viseme(phoneme).open
+
+
+def _stressed(phoneme: str) -> bool:
+    return phoneme.startswith("'")
 
 
 _HALF = SAMPLES_PER_VIDEO_FRAME // 2
@@ -84,17 +107,29 @@ def _frame_rms(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return np.sqrt(squares + 1e-9)
 
 
+_LOW_BAND = (250.0, 1000.0)  # Hz: the first formant, and a rounded vowel's low second formant
+_HIGH_BAND = (1500.0, 3500.0)  # a spread vowel's high second formant
+_CUE_FRAMES = 250  # the speaker's own median of the spectral cue looks back over 10 s of voiced frames
+_LOOKAHEAD = 0.06  # seconds: the lips start to take the next sound's shape this early
+
+
 class MouthTracker:
-    """Mouth openness per video frame from speech fed in pieces, as `Speech` stretches of whole frames.
+    """The mouth per video frame from speech fed in pieces, as `Speech` stretches of whole frames.
 
     Frame k is shown from k/25 s and takes the loudness of the 40 ms of samples centred there, not the 40 ms
     after it, so the mouth is never a whole frame ahead of the sound (a burst starting anywhere in a frame's
     display time is within 20 ms of the frame that first shows it). Loudness is RMS in dB relative to the
     talk's loud parts (the 95th percentile: the whole talk's when `reference` is given, else the last 30 s
-    heard so far), mapped so that silence (40 dB under) is closed and loud speech wide open. With phoneme
-    timings (`(seconds from the talk's start, phoneme)`), a frame opens no more than its phoneme allows: the
-    lips close on m, b and p however loud they are. Then smoothing with a fast attack and a slower release,
-    as jaws move. State carries from piece to piece, so cutting a talk anywhere changes nothing.
+    heard so far), mapped so that silence (40 dB under) is closed and loud speech wide open.
+
+    With phoneme timings (`(seconds from the talk's start, phoneme)`, text talks), each frame takes its
+    phoneme's viseme: it opens no more than the viseme allows (the lips close on m, b and p however loud
+    they are), rounds or spreads as it says, blended with the next sound's shape, tucks the lower lip for f
+    and v, and a loud stressed vowel lifts the brows. Without them (audio talks), a cheap spectral cue
+    stands in: the balance of energy between 1.5-3.5 kHz (a spread vowel's second formant) and 250-1000 Hz
+    (a rounded one's), against the speaker's own median, rounds or spreads the lips; loud peaks lift the
+    brows. Then smoothing with a fast attack and a slower release, as jaws move. State carries from piece
+    to piece, so cutting a talk anywhere changes nothing.
 
     It holds at most one frame and a half of samples back (a frame's window reaches 20 ms past it).
     """
@@ -102,15 +137,20 @@ class MouthTracker:
     def __init__(self, *, reference: float | None = None) -> None:
         self._reference = reference
         self._levels: collections.deque[float] = collections.deque(maxlen=_REFERENCE_FRAMES)
+        self._cues: collections.deque[float] = collections.deque(maxlen=_CUE_FRAMES)
         self._before = np.zeros(_HALF, np.int16)  # the last half frame already sent, for centred windows
         self._pending = np.zeros(0, np.int16)  # samples not sent yet; they start on a frame boundary
         self._frame = 0  # the index of the next frame
         self._current = 0.0
-        self._phonemes: list[tuple[float, float]] = []  # (start, most the mouth opens), last one kept
+        self._shape = np.zeros(3)  # wide, bite, stress as the last frame had them
+        self._phonemes: list[tuple[float, Viseme, bool]] = []  # (start, viseme, stressed), last one kept
+        self._spoken = False  # phoneme timings have come: shapes follow them, not the spectrum
 
     def feed(self, pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> Speech:
         """The whole frames that `pcm` completes (possibly none)."""
-        self._phonemes += [(t, viseme_openness(p)) for t, p in phonemes]
+        if phonemes:
+            self._spoken = True
+        self._phonemes += [(t, viseme(p), _stressed(p)) for t, p in phonemes]
         self._pending = np.concatenate([self._pending, pcm.astype(np.int16, copy=False)])
         return self._emit(len(self._pending) // SAMPLES_PER_VIDEO_FRAME, final=False)
 
@@ -130,47 +170,89 @@ class MouthTracker:
         ahead = self._pending[: length + _HALF]
         body[_HALF : _HALF + len(ahead)] = ahead
         windows = body[: _HALF + length - _HALF].reshape(frames, SAMPLES_PER_VIDEO_FRAME)
-        openness = self._openness(_frame_rms(windows))
+        openness, shape = self._track(windows)
         sent = self._pending[:length] if not final else self._pending
         if not final:
             self._before = self._pending[length - _HALF : length].copy()
             self._pending = self._pending[length:].copy()
         else:
             self._pending = np.zeros(0, np.int16)
-        return Speech(pcm=np.ascontiguousarray(sent), openness=openness)
+        return Speech(pcm=np.ascontiguousarray(sent), openness=openness, shape=shape)
 
-    def _openness(self, rms: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    def _track(
+        self, windows: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        rms = _frame_rms(windows)
         frames = len(rms)
         if self._reference is not None:
             loud = self._reference
         else:
             self._levels.extend(float(x) for x in rms)
             loud = float(np.percentile(np.fromiter(self._levels, np.float64), 95))
-        if loud < _SILENT_REFERENCE:
-            target = np.zeros(frames, np.float64)
-        else:
-            level = 20.0 * np.log10(rms / loud)
-            target = np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
+        silent = loud < _SILENT_REFERENCE
+        level = 20.0 * np.log10(rms / max(loud, 1e-9))
+        target = np.zeros(frames) if silent else np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
         closing = np.zeros(frames, bool)
+        shapes = np.zeros((frames, 3))  # targets: wide, bite, stress
         if self._phonemes:
             shown = (self._frame + np.arange(frames)) / VIDEO_FPS  # the instants the frames are shown
-            starts = np.array([t for t, _ in self._phonemes])
-            shapes = np.array([shape for _, shape in self._phonemes], np.float64)
-            index = np.searchsorted(starts, shown, side="right") - 1
-            allowed = np.where(index >= 0, shapes[np.clip(index, 0, None)], 0.0)
+            starts = np.array([t for t, _, _ in self._phonemes])
+            visemes = [v for _, v, _ in self._phonemes]
+            opens = np.array([v.open for v in visemes])
+            wides = np.array([v.wide for v in visemes])
+            bites = np.array([v.bite for v in visemes])
+            stressed = np.array([s for _, _, s in self._phonemes])
+            now = np.searchsorted(starts, shown, side="right") - 1
+            soon = np.searchsorted(starts, shown + _LOOKAHEAD, side="right") - 1
+            held = now >= 0
+            now_i, soon_i = np.clip(now, 0, None), np.clip(soon, 0, None)
+            allowed = np.where(held, opens[now_i], 0.0)
             closing = allowed < 0.05  # lips pressed together close fast, not with the jaw's slow fall
             target = np.minimum(target, allowed)
+            shapes[:, 0] = np.where(held, 0.65 * wides[now_i] + 0.35 * wides[soon_i], 0.0)
+            shapes[:, 1] = np.where(held, bites[now_i], 0.0)
+            emphasis = np.clip((level + 6.0) / 6.0, 0.0, 1.0)
+            shapes[:, 2] = np.where(held & stressed[now_i], emphasis, 0.0)
             last_start = int(np.searchsorted(starts, shown[-1], side="right")) - 1
             del self._phonemes[: max(last_start, 0)]  # keep the one in force and those still to come
-        out = np.empty(frames, np.float32)
-        current = self._current
-        for i, value in enumerate(target):
-            rate = 0.75 if value > current else (0.8 if closing[i] else 0.45)
-            current += (value - current) * rate
-            out[i] = current
-        self._current = current
+        elif not self._spoken and not silent:
+            shapes[:, 0] = self._spectral_wideness(windows, level)
+            shapes[:, 2] = np.clip((level + 4.0) / 4.0, 0.0, 1.0)
+        openness = np.empty(frames, np.float32)
+        shape = np.empty((frames, 3), np.float32)
+        current, (wide, bite, stress) = self._current, self._shape
+        for i in range(frames):
+            value = target[i]
+            current += (value - current) * (0.75 if value > current else (0.8 if closing[i] else 0.45))
+            wide += (shapes[i, 0] - wide) * 0.5
+            bite += (shapes[i, 1] - bite) * (0.8 if shapes[i, 1] > bite else 0.6)
+            stress += (shapes[i, 2] - stress) * (0.5 if shapes[i, 2] > stress else 0.08)
+            openness[i] = current
+            shape[i] = (wide, bite, stress)
+        self._current, self._shape = current, np.array([wide, bite, stress])
         self._frame += frames
-        return out
+        return openness, shape
+
+    def _spectral_wideness(
+        self, windows: npt.NDArray[np.float32], level: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """-1 (rounded) .. +1 (spread) per frame, from where the voice's energy sits against the speaker's
+        own median; 0 where it is too quiet to tell."""
+        spectrum = np.abs(np.fft.rfft(windows * _HANN, axis=1)) ** 2
+        step = AUDIO_RATE / windows.shape[1]
+        low = spectrum[:, int(_LOW_BAND[0] / step) : int(_LOW_BAND[1] / step)].sum(axis=1)
+        high = spectrum[:, int(_HIGH_BAND[0] / step) : int(_HIGH_BAND[1] / step)].sum(axis=1)
+        cue = np.log10((high + 1e-3) / (low + 1e-3))
+        voiced = level > -25.0
+        self._cues.extend(float(c) for c in cue[voiced])
+        if len(self._cues) < 5:
+            return np.zeros(len(cue))
+        median = float(np.median(np.fromiter(self._cues, np.float64)))
+        wide: npt.NDArray[np.float64] = np.where(voiced, np.clip((cue - median) / 0.45, -1.0, 1.0), 0.0)
+        return wide
+
+
+_HANN = np.hanning(SAMPLES_PER_VIDEO_FRAME).astype(np.float32)
 
 
 def loudness_reference(pcm: PCM) -> float:
@@ -184,8 +266,19 @@ def loudness_reference(pcm: PCM) -> float:
 
 def mouth_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> npt.NDArray[np.float32]:
     """Mouth openness per video frame for a whole talk at once (see `MouthTracker`)."""
+    return speech_track(pcm, phonemes).openness
+
+
+def speech_track(pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> Speech:
+    """The whole talk's `Speech`, mouth shapes and all, at once (see `MouthTracker`)."""
     tracker = MouthTracker(reference=loudness_reference(pcm))
-    return np.concatenate([tracker.feed(pcm, phonemes).openness, tracker.finish().openness])
+    first, rest = tracker.feed(pcm, phonemes), tracker.finish()
+    shapes = [part.shape for part in (first, rest) if part.shape is not None]
+    return Speech(
+        pcm=np.concatenate([first.pcm, rest.pcm]),
+        openness=np.concatenate([first.openness, rest.openness]),
+        shape=np.concatenate(shapes) if shapes else None,
+    )
 
 
 def speech_from_pcm(
@@ -194,7 +287,7 @@ def speech_from_pcm(
     """A `Speech` from 48 kHz mono samples (and phoneme timings, if known), with trailing silence."""
     if pad_seconds > 0:
         pcm = np.concatenate([pcm, np.zeros(round(pad_seconds * AUDIO_RATE), np.int16)])
-    return Speech(pcm=pcm, openness=mouth_track(pcm, phonemes))
+    return speech_track(pcm, phonemes)
 
 
 # -- speech made while it plays -----------------------------------------------------------------------------

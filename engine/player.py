@@ -66,8 +66,7 @@ async def play(speech: SpeechStream, peer: ServerPeer, face: Face, clock: Clock,
                 if delay > 0:
                     await clock.sleep(delay)
                 at = start_media + k * FRAME_SECONDS
-                openness = float(stretch.openness[j]) if j < stretch.frames else 0.0
-                canvas.frame = face.frame(openness, k * FRAME_SECONDS, out=canvas.frame)
+                canvas.frame = face.frame(stretch.mouth(j), k * FRAME_SECONDS, out=canvas.frame)
                 await peer.send_video(canvas.frame, at)
                 for a in range(AUDIO_PER_VIDEO):
                     index = j * AUDIO_PER_VIDEO + a

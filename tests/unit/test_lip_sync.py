@@ -18,7 +18,7 @@ from served import encode_wav
 from talkstream.avatar.speech import audio_speech
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.messages import CreateStreamRequest, SdpRequest, TalkRequest
-from talkstream.engine.ports import Face, SpeechStream, VideoFrame
+from talkstream.engine.ports import Face, Mouth, SpeechStream, VideoFrame
 from talkstream.engine.service import StreamService
 from talkstream.engine.session import SessionEngine
 from talkstream.transports.memory import MemoryNetwork, MemorySink
@@ -45,7 +45,10 @@ class PaintedFace:
 
     width = height = 16
 
-    def frame(self, openness: float, at: float | None = None, *, out: VideoFrame | None = None) -> VideoFrame:
+    def frame(
+        self, mouth: Mouth | float, at: float | None = None, *, out: VideoFrame | None = None
+    ) -> VideoFrame:
+        openness = mouth.open if isinstance(mouth, Mouth) else mouth
         canvas = out if out is not None else np.zeros((24, 16), np.uint8)
         canvas[:] = round(openness * 200)
         return canvas
