@@ -508,12 +508,17 @@ class Animator:
         lips_half = float(np.max(along(rig.lower_outer, xs) - along(rig.upper_outer, xs))) / 2 + 0.02 * face_h
         ring = np.sqrt((u / 1.1) ** 2 + ((gy - seam_y) / lips_half) ** 2)
         near = 1.0 - _smoothstep((ring - 1.0) / 0.9)
-        stretch = np.clip(u, -1.3, 1.3) * near * rig.mouth_width * SPREAD
-        spread_y = -0.25 * (gy - seam_y) * near
+        # Only the face stretches: the weight fades out across the face's outline (a turned face has a cheek
+        # close to the mouth, and the background behind it must not be pulled in).
+        within = self._inside_outline(face_h)
+        stretch = np.clip(u, -1.3, 1.3) * near * within * rig.mouth_width * SPREAD
+        spread_y = -0.25 * (gy - seam_y) * near * within
         round_y = 0.22 * (gy - seam_y) * near * lens
 
         # The lower lip to the upper teeth: the upper lip rises off them, the lower lip tucks up.
-        center_up = float(np.max(up_thick))
+        # Where the photo already shows the upper teeth, the upper lip stays on them.
+        shown = float(np.max(seam(rig, xs) - along(rig.upper_inner, xs)))
+        center_up = float(np.max(up_thick)) * max(0.0, 1.0 - shown / (0.1 * rig.mouth_width))
         bite = np.where(
             lower,
             -0.3 * low_thick * lens * (1.0 - _smoothstep((gy - seam_y) / (2.5 * low_thick))),
@@ -529,6 +534,14 @@ class Animator:
             "round": (f32(-stretch), f32(round_y)),
             "bite": (None, f32(bite)),
         }
+
+    def _inside_outline(self, face_h: float) -> Floats:
+        """1 well inside the face's outline, fading to 0 just inside it, over the face region."""
+        face = self._face
+        mask = np.zeros(face.shape, np.uint8)
+        cv2.fillPoly(mask, [np.round(self.rig.oval - (face.left, face.top)).astype(np.int32)], 1)
+        inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3).astype(np.float64)
+        return _smoothstep(inside / max(face_h * 0.06, 1.0))
 
     def _jaw_extent(self, rows: Floats, chin_y: float, face_h: float) -> tuple[Floats, Floats]:
         """The face outline's left and right x on each row; under the chin, those of a row a little above."""
