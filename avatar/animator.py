@@ -531,7 +531,7 @@ class Animator:
         return {
             "jaw": (f32(-0.4 * stretch), f32(jaw)),  # the corners draw in a little as the jaw drops
             "spread": (f32(stretch), f32(spread_y)),
-            "round": (f32(-stretch), f32(round_y)),
+            "round": (f32(-1.2 * stretch), f32(round_y)),
             "bite": (None, f32(bite)),
         }
 
