@@ -109,7 +109,7 @@ def _frame_rms(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
 
 _LOW_BAND = (250.0, 1000.0)  # Hz: the first formant, and a rounded vowel's low second formant
 _HIGH_BAND = (1500.0, 3500.0)  # a spread vowel's high second formant
-_CUE_FRAMES = 250  # the speaker's own median of the spectral cue looks back over 10 s of voiced frames
+_CUE_FRAMES = 250  # the speaker's own range of the spectral cue: the last 10 s of voiced frames
 _LOOKAHEAD = 0.06  # seconds: the lips start to take the next sound's shape this early
 
 
@@ -127,9 +127,9 @@ class MouthTracker:
     they are), rounds or spreads as it says, blended with the next sound's shape, tucks the lower lip for f
     and v, and a loud stressed vowel lifts the brows. Without them (audio talks), a cheap spectral cue
     stands in: the balance of energy between 1.5-3.5 kHz (a spread vowel's second formant) and 250-1000 Hz
-    (a rounded one's), against the speaker's own median, rounds or spreads the lips; loud peaks lift the
-    brows. Then smoothing with a fast attack and a slower release, as jaws move. State carries from piece
-    to piece, so cutting a talk anywhere changes nothing.
+    (a rounded one's), against the middle of the speaker's own range so far, rounds or spreads the lips;
+    loud peaks lift the brows. Then smoothing with a fast attack and a slower release, as jaws move. State
+    carries from piece to piece, so cutting a talk anywhere changes nothing.
 
     It holds at most one frame and a half of samples back (a frame's window reaches 20 ms past it).
     """
@@ -211,7 +211,7 @@ class MouthTracker:
             target = np.minimum(target, allowed)
             shapes[:, 0] = np.where(held, 0.65 * wides[now_i] + 0.35 * wides[soon_i], 0.0)
             shapes[:, 1] = np.where(held, bites[now_i], 0.0)
-            emphasis = np.clip((level + 6.0) / 6.0, 0.0, 1.0)
+            emphasis = np.clip((level + 4.0) / 4.0, 0.0, 1.0)
             shapes[:, 2] = np.where(held & stressed[now_i], emphasis, 0.0)
             last_start = int(np.searchsorted(starts, shown[-1], side="right")) - 1
             del self._phonemes[: max(last_start, 0)]  # keep the one in force and those still to come
@@ -226,7 +226,7 @@ class MouthTracker:
             current += (value - current) * (0.75 if value > current else (0.8 if closing[i] else 0.45))
             wide += (shapes[i, 0] - wide) * 0.5
             bite += (shapes[i, 1] - bite) * (0.8 if shapes[i, 1] > bite else 0.6)
-            stress += (shapes[i, 2] - stress) * (0.5 if shapes[i, 2] > stress else 0.08)
+            stress += (shapes[i, 2] - stress) * (0.5 if shapes[i, 2] > stress else 0.15)
             openness[i] = current
             shape[i] = (wide, bite, stress)
         self._current, self._shape = current, np.array([wide, bite, stress])
@@ -247,8 +247,11 @@ class MouthTracker:
         self._cues.extend(float(c) for c in cue[voiced])
         if len(self._cues) < 5:
             return np.zeros(len(cue))
-        median = float(np.median(np.fromiter(self._cues, np.float64)))
-        wide: npt.NDArray[np.float64] = np.where(voiced, np.clip((cue - median) / 0.45, -1.0, 1.0), 0.0)
+        # Against the middle of the speaker's own range (not the median: a talk of mostly one vowel would
+        # then read as neutral throughout), scaled by that range.
+        low_cue, high_cue = np.percentile(np.fromiter(self._cues, np.float64), [15, 85])
+        middle, half_range = (low_cue + high_cue) / 2, max((high_cue - low_cue) / 2, 0.25)
+        wide: npt.NDArray[np.float64] = np.where(voiced, np.clip((cue - middle) / half_range, -1.0, 1.0), 0.0)
         return wide
 
 

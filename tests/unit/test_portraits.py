@@ -49,11 +49,11 @@ def animator(name: str) -> Animator:
     return Animator(found, resolution=max(width, height) // 2 * 2, motion=0.0)
 
 
-def luma(animator: Animator, frame: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+def luma(animator: Animator, frame: np.ndarray) -> np.ndarray:
     return frame[: animator.height].astype(np.int16)
 
 
-def point(entry: dict[str, Any], key: str) -> np.ndarray:  # type: ignore[type-arg]
+def point(entry: dict[str, Any], key: str) -> np.ndarray:
     return np.array(entry[key], np.float64)
 
 
@@ -86,7 +86,7 @@ def test_the_lip_landmarks_sit_on_the_lips_a_person_marked(name: str) -> None:
     )
 
 
-def line_y(marks: np.ndarray, indices: tuple[int, ...], x: float) -> float:  # type: ignore[type-arg]
+def line_y(marks: np.ndarray, indices: tuple[int, ...], x: float) -> float:
     line = marks[list(indices)]
     order = np.argsort(line[:, 0])
     return float(np.interp(x, line[order, 0], line[order, 1]))
