@@ -88,6 +88,16 @@ class FrameGeometry:
         return out
 
 
+def _gentle(field: Floats, steepest: float = 0.75) -> Floats:
+    """`field`, scaled down if need be so that it changes by at most `steepest` pixels per pixel: a
+    displacement steeper than 1 maps two places of the photo onto one, and the skin folds into a crease."""
+    slope = (
+        max(float(np.abs(np.gradient(field, axis=axis)).max()) for axis in (0, 1)) if field.size > 1 else 0.0
+    )
+    out: Floats = field * min(1.0, steepest / slope) if slope > 0 else field
+    return out
+
+
 def _smoothstep(t: Floats) -> Floats:
     t = np.clip(t, 0.0, 1.0)
     out: Floats = t * t * (3.0 - 2.0 * t)
@@ -505,15 +515,21 @@ class Animator:
 
         # Spread and round: the lips and the skin around them stretch out from, or gather to, the middle;
         # spread lips thin, rounded lips push out and grow taller.
+        # The weight falls off over about a mouth's half-width in every direction: a steeper fall (a smile's
+        # lips are thin for their width) shears the skin so fast that the picture folds into creases.
         lips_half = float(np.max(along(rig.lower_outer, xs) - along(rig.upper_outer, xs))) / 2 + 0.02 * face_h
-        ring = np.sqrt((u / 1.1) ** 2 + ((gy - seam_y) / lips_half) ** 2)
+        ring = np.sqrt((u / 1.1) ** 2 + ((gy - seam_y) / max(lips_half, 0.6 * half)) ** 2)
         near = 1.0 - _smoothstep((ring - 1.0) / 0.9)
         # Only the face stretches: the weight fades out across the face's outline (a turned face has a cheek
         # close to the mouth, and the background behind it must not be pulled in).
-        within = self._inside_outline(face_h)
-        stretch = np.clip(u, -1.3, 1.3) * near * within * rig.mouth_width * SPREAD
-        spread_y = -0.25 * (gy - seam_y) * near * within
-        round_y = 0.22 * (gy - seam_y) * near * lens
+        within = self._inside_outline(face_h * 0.15)
+        # How far each column moves, in units of a corner's move: linear through the lips, then smoothly
+        # back to nothing out in the cheeks (a clipped ramp left a crease where it stopped).
+        reach_x = u * np.exp(0.5 * (1.0 - u * u) / 1.44)
+        stretch = reach_x * near * within * rig.mouth_width * SPREAD
+        lips = 1.0 - _smoothstep((np.abs(gy - seam_y) / lips_half - 1.0) / 0.9)  # the lips' own height
+        spread_y = -0.25 * (gy - seam_y) * near * lips * within
+        round_y = 0.22 * (gy - seam_y) * near * lips * within * (1.0 - _smoothstep((np.abs(u) - 0.5) / 0.8))
 
         # The lower lip to the upper teeth: the upper lip rises off them, the lower lip tucks up.
         # Where the photo already shows the upper teeth, the upper lip stays on them.
@@ -525,23 +541,39 @@ class Animator:
             -0.75 * center_up * np.sqrt(lens) * (1.0 - _smoothstep((seam_y - gy) / (2.5 * up_thick))),
         )
 
+        # Lips pressed together (m, b, p): each lip's red stretches to the seam over whatever the photo
+        # shows between them (a smile's teeth), and both roll in a little.
+        up_out, low_out = along(rig.upper_outer, xs)[None, :], along(rig.lower_outer, xs)[None, :]
+        up_in, low_in = along(rig.upper_inner, xs)[None, :], along(rig.lower_inner, xs)[None, :]
+        from_above = np.clip((gy - (up_out - up_thick)) / np.maximum(seam_y - (up_out - up_thick), 1.0), 0, 1)
+        from_below = np.clip(
+            ((low_out + low_thick) - gy) / np.maximum((low_out + low_thick) - seam_y, 1.0), 0, 1
+        )
+        roll = 0.1 * lens
+        press = np.where(
+            lower,
+            -from_below * (np.maximum(low_in - seam_y, 0.0) + roll * low_thick),
+            from_above * (np.maximum(seam_y - up_in, 0.0) + roll * up_thick),
+        )
+
         def f32(field: Floats) -> Field:
             return np.ascontiguousarray(field, dtype=np.float32)
 
         return {
+            "press": (None, f32(press)),
             "jaw": (f32(-0.4 * stretch), f32(jaw)),  # the corners draw in a little as the jaw drops
-            "spread": (f32(stretch), f32(spread_y)),
-            "round": (f32(-1.2 * stretch), f32(round_y)),
+            "spread": (f32(_gentle(stretch)), f32(_gentle(spread_y))),
+            "round": (f32(_gentle(-1.2 * stretch)), f32(_gentle(round_y))),
             "bite": (None, f32(bite)),
         }
 
-    def _inside_outline(self, face_h: float) -> Floats:
-        """1 well inside the face's outline, fading to 0 just inside it, over the face region."""
+    def _inside_outline(self, fade: float) -> Floats:
+        """1 well inside the face's outline, fading to 0 over `fade` pixels inside it (the face region)."""
         face = self._face
         mask = np.zeros(face.shape, np.uint8)
         cv2.fillPoly(mask, [np.round(self.rig.oval - (face.left, face.top)).astype(np.int32)], 1)
         inside = cv2.distanceTransform(mask, cv2.DIST_L2, 3).astype(np.float64)
-        return _smoothstep(inside / max(face_h * 0.06, 1.0))
+        return _smoothstep(inside / max(fade, 1.0))
 
     def _jaw_extent(self, rows: Floats, chin_y: float, face_h: float) -> tuple[Floats, Floats]:
         """The face outline's left and right x on each row; under the chin, those of a row a little above."""
@@ -676,17 +708,23 @@ class Animator:
             np.copyto(out, self._base_i420)
         opening = min(max(mouth.open * self.mouth_gain, 0.0), 1.0)
         wide = min(max(mouth.wide, -1.0), 1.0)
-        bite = min(max(mouth.bite, 0.0), 1.0)
+        amounts = {
+            "press": min(max(mouth.press, 0.0), 1.0),
+            "jaw": opening,
+            "spread": max(wide, 0.0),
+            "round": max(-wide, 0.0),
+            "bite": min(max(mouth.bite, 0.0), 1.0),
+        }
         stress = min(max(mouth.stress, 0.0), 1.0)
         blink = min(max(blink, 0.0), 1.0)
         pose = self.head_pose(at, opening) if at is not None else (0.0, 0.0, 0.0)
         moving = abs(pose[0]) + abs(pose[1]) + abs(pose[2]) > 0.02
-        face_moves = opening > 0.0 or wide != 0.0 or bite > 0.0 or stress > 0.0 or blink > 0.0
+        face_moves = any(amounts.values()) or stress > 0.0 or blink > 0.0
         if not face_moves and not moving:
             return out
         face_pixels = self._face_still
         if face_moves:
-            face_pixels = self._deform(opening, wide, bite, stress, blink, scratch)
+            face_pixels = self._deform(amounts, stress, blink, scratch)
         if not moving:
             self._paste(out, face_pixels, self._face, scratch)
             return out
@@ -697,15 +735,13 @@ class Animator:
         self._paste(out, self._turn_head(head, pose, scratch), self._head, scratch)
         return out
 
-    def _deform(
-        self, opening: float, wide: float, bite: float, stress: float, blink: float, scratch: _Scratch
-    ) -> Image:
-        """The face region with the mouth, brows and eyelids moved, and the inside of the mouth painted."""
+    def _deform(self, amounts: dict[str, float], stress: float, blink: float, scratch: _Scratch) -> Image:
+        """The face region with the mouth (`amounts` of each of its fields), brows and eyelids moved, and the
+        inside of the mouth painted."""
         map_x = scratch.get("map_x", self._grid_x.shape, np.float32)
         map_y = scratch.get("map_y", self._grid_y.shape, np.float32)
         np.copyto(map_x, self._grid_x)
         np.copyto(map_y, self._grid_y)
-        amounts = {"jaw": opening, "spread": max(wide, 0.0), "round": max(-wide, 0.0), "bite": bite}
         for name, amount in amounts.items():
             if amount <= 0.0:
                 continue
@@ -723,7 +759,7 @@ class Animator:
         cv2.remap(
             self._face_still, map_x, map_y, cv2.INTER_LINEAR, dst=pixels, borderMode=cv2.BORDER_REPLICATE
         )
-        if opening > 0.0 or bite > 0.0:
+        if amounts["jaw"] > 0.0 or amounts["bite"] > 0.0:
             self._mouth.paint(pixels, amounts, scratch)
         return pixels
 

@@ -142,7 +142,7 @@ class MouthTracker:
         self._pending = np.zeros(0, np.int16)  # samples not sent yet; they start on a frame boundary
         self._frame = 0  # the index of the next frame
         self._current = 0.0
-        self._shape = np.zeros(3)  # wide, bite, stress as the last frame had them
+        self._shape = np.zeros(4)  # wide, bite, press, stress as the last frame had them
         self._phonemes: list[tuple[float, Viseme, bool]] = []  # (start, viseme, stressed), last one kept
         self._spoken = False  # phoneme timings have come: shapes follow them, not the spectrum
 
@@ -193,7 +193,7 @@ class MouthTracker:
         level = 20.0 * np.log10(rms / max(loud, 1e-9))
         target = np.zeros(frames) if silent else np.clip((level + 40.0) / 34.0, 0.0, 1.0) ** 1.5
         closing = np.zeros(frames, bool)
-        shapes = np.zeros((frames, 3))  # targets: wide, bite, stress
+        shapes = np.zeros((frames, 4))  # targets: wide, bite, press, stress
         if self._phonemes:
             shown = (self._frame + np.arange(frames)) / VIDEO_FPS  # the instants the frames are shown
             starts = np.array([t for t, _, _ in self._phonemes])
@@ -202,6 +202,7 @@ class MouthTracker:
             wides = np.array([v.wide for v in visemes])
             bites = np.array([v.bite for v in visemes])
             stressed = np.array([s for _, _, s in self._phonemes])
+            silent_pause = np.array([v is _PAUSE for v in visemes])  # a pause lets the lips rest
             now = np.searchsorted(starts, shown, side="right") - 1
             soon = np.searchsorted(starts, shown + _LOOKAHEAD, side="right") - 1
             held = now >= 0
@@ -212,24 +213,26 @@ class MouthTracker:
             shapes[:, 0] = np.where(held, 0.65 * wides[now_i] + 0.35 * wides[soon_i], 0.0)
             shapes[:, 1] = np.where(held, bites[now_i], 0.0)
             emphasis = np.clip((level + 4.0) / 4.0, 0.0, 1.0)
-            shapes[:, 2] = np.where(held & stressed[now_i], emphasis, 0.0)
+            shapes[:, 2] = np.where(held & (allowed < 0.05) & ~silent_pause[now_i], 1.0, 0.0)
+            shapes[:, 3] = np.where(held & stressed[now_i], emphasis, 0.0)
             last_start = int(np.searchsorted(starts, shown[-1], side="right")) - 1
             del self._phonemes[: max(last_start, 0)]  # keep the one in force and those still to come
         elif not self._spoken and not silent:
             shapes[:, 0] = self._spectral_wideness(windows, level)
-            shapes[:, 2] = np.clip((level + 4.0) / 4.0, 0.0, 1.0)
+            shapes[:, 3] = np.clip((level + 4.0) / 4.0, 0.0, 1.0)
         openness = np.empty(frames, np.float32)
-        shape = np.empty((frames, 3), np.float32)
-        current, (wide, bite, stress) = self._current, self._shape
+        shape = np.empty((frames, 4), np.float32)
+        current, (wide, bite, press, stress) = self._current, self._shape
         for i in range(frames):
             value = target[i]
             current += (value - current) * (0.75 if value > current else (0.8 if closing[i] else 0.45))
             wide += (shapes[i, 0] - wide) * 0.5
             bite += (shapes[i, 1] - bite) * (0.8 if shapes[i, 1] > bite else 0.6)
-            stress += (shapes[i, 2] - stress) * (0.5 if shapes[i, 2] > stress else 0.15)
+            press += (shapes[i, 2] - press) * (0.8 if shapes[i, 2] > press else 0.6)
+            stress += (shapes[i, 3] - stress) * (0.5 if shapes[i, 3] > stress else 0.15)
             openness[i] = current
-            shape[i] = (wide, bite, stress)
-        self._current, self._shape = current, np.array([wide, bite, stress])
+            shape[i] = (wide, bite, press, stress)
+        self._current, self._shape = current, np.array([wide, bite, press, stress])
         self._frame += frames
         return openness, shape
 

@@ -131,19 +131,22 @@ class ServerTransport(Protocol):
 class Mouth:
     """How one frame articulates: `open` from shut (0) to wide open (1); `wide` from rounded (-1, as for o,
     u, w) through neutral (0) to spread (+1, as for i, e); `bite` how far the lower lip rests under the upper
-    teeth (1 for f, v); `stress` a stressed syllable (the brows lift with it), all as the speech has them."""
+    teeth (1 for f, v); `press` how firmly the lips meet (1 for m, b, p: a photo that shows its teeth closes
+    its lips); `stress` a stressed syllable (the brows lift with it), all as the speech has them."""
 
     open: float = 0.0
     wide: float = 0.0
     bite: float = 0.0
+    press: float = 0.0
     stress: float = 0.0
 
     @property
     def at_rest(self) -> bool:
-        return self.open <= 0.0 and self.wide == 0.0 and self.bite <= 0.0 and self.stress <= 0.0
+        return self == _REST
 
 
-SHAPE_CHANNELS = ("wide", "bite", "stress")  # a Speech's `shape` columns, after `openness`
+_REST = Mouth()
+SHAPE_CHANNELS = ("wide", "bite", "press", "stress")  # a Speech's `shape` columns, after `openness`
 
 
 @attrs.frozen(eq=False)
@@ -177,8 +180,8 @@ class Speech:
             return Mouth()
         if self.shape is None:
             return Mouth(float(self.openness[frame]))
-        wide, bite, stress = (float(v) for v in self.shape[frame])
-        return Mouth(float(self.openness[frame]), wide, bite, stress)
+        wide, bite, press, stress = (float(v) for v in self.shape[frame])
+        return Mouth(float(self.openness[frame]), wide, bite, press, stress)
 
 
 class SpeechStream(Protocol):

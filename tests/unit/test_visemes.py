@@ -37,11 +37,12 @@ def test_text_shapes_follow_the_phonemes() -> None:
     phonemes = [(0.0, "'A:"), (0.4, "f"), (0.6, "'u:"), (1.0, "'i:"), (1.4, "m"), (1.6, "A:")]
     speech = speech_track(loud, phonemes)
     assert speech.shape is not None and speech.shape.shape == (speech.frames, len(SHAPE_CHANNELS))
-    wide, bite, stress = speech.shape[:, 0], speech.shape[:, 1], speech.shape[:, 2]
+    wide, bite, press, stress = (speech.shape[:, k] for k in range(4))
     assert bite[12:15].max() > 0.7 and bite[:9].max() < 0.05, "f and v bring the lip to the teeth"
     assert wide[19:24].min() < -0.6, "u is rounded"
     assert wide[29:34].max() > 0.6, "i is spread"
-    assert speech.openness[36:39].max() < 0.1, "m shuts the lips"
+    assert speech.openness[36:39].max() < 0.1 and press[36:39].min() > 0.7, "m shuts the lips"
+    assert press[:34].max() < 0.05
     assert stress[3:8].max() > 0.5 and stress[47:50].max() < 0.15, "only stressed vowels lift the brows"
     # The lips anticipate: rounding starts before the u does.
     assert wide[14] < wide[12] - 0.1
@@ -65,11 +66,11 @@ def test_a_speech_hands_out_mouths() -> None:
     speech = Speech(
         pcm=np.zeros(3840, np.int16),
         openness=np.array([0.5, 0.0], np.float32),
-        shape=np.array([[-1.0, 0.0, 0.3], [0.0, 1.0, 0.0]], np.float32),
+        shape=np.array([[-1.0, 0.0, 0.0, 0.3], [0.0, 1.0, 0.5, 0.0]], np.float32),
     )
     first = speech.mouth(0)
     assert (first.open, first.wide, first.bite) == (0.5, -1.0, 0.0) and first.stress == pytest.approx(0.3)
-    assert speech.mouth(1) == Mouth(0.0, 0.0, 1.0, 0.0)
+    assert speech.mouth(1) == Mouth(0.0, 0.0, 1.0, 0.5, 0.0)
     assert speech.mouth(2) == Mouth() and Mouth().at_rest
     assert Speech(pcm=np.zeros(1920, np.int16), openness=np.ones(1, np.float32)).mouth(0) == Mouth(1.0)
     with pytest.raises(ValueError, match="shape"):
