@@ -185,6 +185,8 @@ def find_face(image: Image, hint: tuple[int, int, int, int] | None = None) -> Fa
     None when there is none. Faces small in a wide photo are looked for again in overlapping tiles."""
     if hint is not None:
         hx, hy, hw, hh = hint
+        if min(hw, hh) < 2:
+            return None
         pad = max(hw, hh) // 2
         y0, x0 = max(hy - pad, 0), max(hx - pad, 0)
         crop = image[y0 : hy + hh + pad, x0 : hx + hw + pad]

@@ -24,6 +24,7 @@ from .landmarks import Points, eye_box, find_face, lips_box
 __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_PIXELS",
+    "MIN_FACE",
     "Box",
     "Portrait",
     "bundled_portrait_bytes",
@@ -34,6 +35,7 @@ __all__ = [
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; checked from the header before decoding
+MIN_FACE = 16  # pixels: the smallest face box a request may give
 
 ImageFormat = Literal["png", "jpeg", "webp", "bmp"]
 
@@ -235,6 +237,10 @@ def load_portrait(
         raise UnsupportedMediaTypeError("source image could not be decoded")
     if image.shape[0] < 64 or image.shape[1] < 64:
         raise BadRequestError("source image is smaller than 64x64 pixels")
+    if face is not None and min(face.w, face.h) < MIN_FACE:
+        raise BadRequestError(
+            f"face: a box of {face.w} pixels is too small to hold a face (at least {MIN_FACE})"
+        )
     found_face, eyes, mouth, points = find_features(image, face)
     image.setflags(write=False)  # one cached portrait serves many streams' animators, on several threads
     if points is not None:

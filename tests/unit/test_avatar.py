@@ -14,6 +14,7 @@ import pytest
 
 from talkstream.avatar.animator import Animator
 from talkstream.avatar.fetch import Fetcher, FetchPolicy, _legacy_ipv4, address_allowed
+from talkstream.avatar.landmarks import find_face
 from talkstream.avatar.portrait import Box, bundled_portrait_bytes, image_size, load_portrait
 from talkstream.avatar.speech import (
     decode_audio,
@@ -88,6 +89,14 @@ def test_pixel_cap_checked_before_decoding() -> None:
     huge = png_header(100_000, 100_000) + b"\x00" * 64  # would be 30 GB decoded
     with pytest.raises(BadRequestError, match="pixels"):
         load_portrait(huge)
+
+
+@pytest.mark.parametrize("side", [0, 1, 15])
+def test_a_face_box_too_small_to_hold_a_face_is_a_400(side: int) -> None:
+    """D-ID's schema allows a face of size 0; the mesh divided by it (a 500 found by schemathesis)."""
+    with pytest.raises(BadRequestError, match="too small"):
+        load_portrait(bundled_portrait_bytes(), face=Box(100, 100, side, side))
+    find_face(np.zeros((64, 64, 3), np.uint8), hint=(10, 10, side, side))  # no longer raises
 
 
 def test_no_face_is_a_clear_400_unless_told_where() -> None:
