@@ -66,6 +66,7 @@ bench: setup browser-deps
 	$(BIN)/python bench/browser_connect.py
 	$(BIN)/python bench/talk_latency.py
 	$(BIN)/python bench/lipsync.py
+	$(BIN)/python bench/lip_tracking.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/churn.py
