@@ -63,7 +63,9 @@ class Frames(MediaSink):
 
     def add_video(self, frame: av.VideoFrame) -> None:
         super().add_video(frame)
-        self.pictures.append((float(frame.time or 0.0), frame.to_ndarray(format="bgr24")))
+        self.pictures.append(
+            (float(frame.time or 0.0), np.asarray(frame.to_ndarray(format="bgr24"), np.uint8))
+        )
 
     def add_audio(self, frame: av.AudioFrame) -> None:
         super().add_audio(frame)
@@ -99,7 +101,8 @@ def loudness_at(frames: Frames, times: npt.NDArray[np.float64]) -> npt.NDArray[n
         near = (starts >= t - 0.03) & (starts < t + 0.01)  # the two 20 ms frames around t
         level[i] = power[near].mean() if near.any() else 0.0
     db = 10 * np.log10(level + 1e-3)
-    return np.maximum(db - db.max(), -40.0)
+    out: npt.NDArray[np.float64] = np.maximum(db - db.max(), -40.0)
+    return out
 
 
 def analyse(frames: Frames, still: float) -> dict[str, Any]:
@@ -147,7 +150,9 @@ def photo_opening(source: str) -> float:
     from talkstream.avatar.portrait import bundled_portrait_bytes
 
     data = bundled_portrait_bytes() if source.startswith("bundled:") else Path(source[7:]).read_bytes()
-    found = find_face(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    found = find_face(image)
     assert found is not None
     p = found.points
     return float(p[14, 1] - p[13, 1]) / float(p[152, 1] - p[10, 1])
