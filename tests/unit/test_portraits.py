@@ -159,3 +159,43 @@ def test_spreading_and_rounding_never_fold_the_picture(name: str) -> None:
             assert part is not None
             steepest = max(float(np.abs(np.gradient(part, axis=axis)).max()) for axis in (0, 1))
             assert steepest < 1.0, (field, steepest)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_blinks_and_brows_move_only_around_the_eyes(name: str) -> None:
+    found = portrait(name)
+    face = animator(name)
+    assert found.landmarks is not None
+    still = luma(face, face.still())
+    # The eyes' corners and lids and the brows, end to end.
+    eyes = found.landmarks[
+        [33, 133, 263, 362, 159, 145, 386, 374, 46, 53, 52, 65, 55, 70, 63, 105, 66, 107]
+        + [285, 295, 282, 283, 276, 300, 293, 334, 296, 336]
+    ]
+    (x0, y0), (x1, y1) = eyes.min(axis=0), eyes.max(axis=0)
+    width = x1 - x0
+    for mouth, blink in ((Mouth(), 1.0), (Mouth(stress=1.0), 0.0)):
+        changed = np.argwhere(np.abs(luma(face, face.frame(mouth, blink=blink)) - still) > 6)
+        assert len(changed) > 10, "nothing moved"
+        (cy0, cx0), (cy1, cx1) = changed.min(axis=0), changed.max(axis=0)
+        assert x0 - 0.2 * width <= cx0 and cx1 <= x1 + 0.2 * width
+        assert y0 - 0.5 * width <= cy0 and cy1 <= y1 + 0.1 * width, (cy0, cy1, y0, y1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_head_moves_and_nothing_beyond_head_and_neck(name: str) -> None:
+    entry = BY_NAME[name]
+    found = portrait(name)
+    height, width = found.image.shape[:2]
+    lively = Animator(found, resolution=max(width, height) // 2 * 2, motion=1.0)
+    still = luma(lively, lively.still())
+    bx, by, bw, bh = entry["face_box"]
+    moved = 0
+    for at in (0.7, 1.9, 3.3):
+        changed = np.argwhere(np.abs(luma(lively, lively.frame(Mouth(), at, blink=0.0)) - still) > 6)
+        moved = max(moved, len(changed))
+        if len(changed):
+            (y0, x0), (y1, x1) = changed.min(axis=0), changed.max(axis=0)
+            assert bx - 0.7 * bw <= x0 and x1 <= bx + 1.7 * bw, "pixels beside the head changed"
+            assert by - 1.0 * bh <= y0 and y1 <= by + 2.2 * bh, "pixels above the hair or below the neck"
+    assert moved > 100, "the head did not move"
