@@ -20,6 +20,9 @@ from talkstream.engine.ports import Mouth
 HERE = Path(__file__).resolve().parents[1] / "portraits"
 PORTRAITS: list[dict[str, Any]] = json.loads((HERE / "portraits.json").read_text())
 NAMES = [entry["file"] for entry in PORTRAITS]
+# The mesh's eye corners and lids, and the brows end to end.
+EYES_AND_BROWS = (33, 133, 263, 362, 159, 145, 386, 374, 46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
+EYES_AND_BROWS += (285, 295, 282, 283, 276, 300, 293, 334, 296, 336)
 BY_NAME = {entry["file"]: entry for entry in PORTRAITS}
 
 
@@ -167,11 +170,7 @@ def test_blinks_and_brows_move_only_around_the_eyes(name: str) -> None:
     face = animator(name)
     assert found.landmarks is not None
     still = luma(face, face.still())
-    # The eyes' corners and lids and the brows, end to end.
-    eyes = found.landmarks[
-        [33, 133, 263, 362, 159, 145, 386, 374, 46, 53, 52, 65, 55, 70, 63, 105, 66, 107]
-        + [285, 295, 282, 283, 276, 300, 293, 334, 296, 336]
-    ]
+    eyes = found.landmarks[list(EYES_AND_BROWS)]
     (x0, y0), (x1, y1) = eyes.min(axis=0), eyes.max(axis=0)
     width = x1 - x0
     for mouth, blink in ((Mouth(), 1.0), (Mouth(stress=1.0), 0.0)):
