@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parents[1] / "portraits"
 PORTRAITS: list[dict[str, Any]] = json.loads((HERE / "portraits.json").read_text())
 NAMES = [entry["file"] for entry in PORTRAITS]
 # The mesh's eye corners and lids, and the brows end to end.
-EYES_AND_BROWS = (33, 133, 263, 362, 159, 145, 386, 374, 46, 53, 52, 65, 55, 70, 63, 105, 66, 107)
-EYES_AND_BROWS += (285, 295, 282, 283, 276, 300, 293, 334, 296, 336)
+EYES_AND_BROWS: tuple[int, ...] = (33, 133, 263, 362, 159, 145, 386, 374, 46, 53, 52, 65, 55, 70, 63, 105)
+EYES_AND_BROWS += (66, 107, 285, 295, 282, 283, 276, 300, 293, 334, 296, 336)
 BY_NAME = {entry["file"]: entry for entry in PORTRAITS}
 
 
