@@ -276,7 +276,7 @@ class _Mouth:
 
         Back to front, each layer with soft edges: the throat (darkest where deepest), the tongue, the lower
         teeth, the upper teeth; then the corners in the cheeks' shadow. Per-column values are 1-D; the
-        per-pixel work happens in this thread's scratch buffers, one colour channel at a time."""
+        per-pixel work happens in this thread's scratch buffers."""
         top, bottom = self.edges_at(amounts)
         if float(np.max(bottom - top)) < 0.25:
             return
@@ -287,76 +287,78 @@ class _Mouth:
 
         top_c, bottom_c = top.astype(np.float32), bottom.astype(np.float32)
         height = np.maximum(bottom_c - top_c, 1.0)
+        u2 = self.u * self.u
         below, above = buffer("below"), buffer("above")  # how far under the upper lip, over the lower
         np.subtract(self.rows, top_c, out=below)
         np.subtract(bottom_c, self.rows, out=above)
-        alpha, work = buffer("alpha"), buffer("work")
-        np.clip(below + 0.5, 0.0, 1.0, out=alpha)
-        np.clip(above + 0.5, 0.0, 1.0, out=work)
-        alpha *= work
-        alpha *= np.clip(bottom_c - top_c, 0.0, 1.0)  # a gap under a pixel covers that much of it
-        u = self.u
-        c = self.colors
-        # The layers' weights and lights.
-        throat = buffer("throat")
-        np.subtract(below, height * 0.5, out=throat)
-        np.abs(throat, out=throat)
-        throat /= height * 0.5 + 1.0
-        np.clip(throat, 0.0, 1.0, out=throat)
-        throat *= 0.5
-        throat += 0.5  # 1 at the lips, 0.5 deepest
-        tongue_top = height * 0.4 * (1.0 - 0.6 * u * u)
+        inside = buffer("inside")  # how far from the nearer lip
+        np.minimum(below, above, out=inside)
+        alpha = buffer("alpha")  # coverage: a pixel half over a lip's edge is half painted
+        _unit(np.add(inside, 0.5, out=alpha))
+        alpha *= np.minimum(np.maximum(bottom_c - top_c, 0.0), 1.0)  # a gap under a pixel covers that much
+        # The layers' weights and lights, each in as few array operations as will do (on a mouth's few
+        # thousand pixels, each costs its call more than its arithmetic).
+        throat = buffer("throat")  # 1 at the lips, 0.5 deepest
+        _unit(np.multiply(inside, 1.0 / (height * 0.5 + 1.0), out=throat))
+        throat *= -0.5
+        throat += 1.0
+        tongue_top = height * 0.4 * (1.0 - 0.6 * u2)
         tongue, tongue_light = buffer("tongue"), buffer("tongue_light")
-        np.subtract(tongue_top, above, out=tongue)
-        np.clip(tongue, 0.0, 1.0, out=tongue)
+        _unit(np.subtract(tongue_top, above, out=tongue))
         tongue *= self.tongue_across
-        np.divide(above, tongue_top + 1e-3, out=tongue_light)
-        np.clip(1.0 - tongue_light, 0.0, 1.0, out=tongue_light)
-        tongue_light *= 0.35
-        tongue_light += 0.55
+        np.multiply(above, -0.35 / (tongue_top + 1e-3), out=tongue_light)  # 0.9 at the lip, 0.55 deep in
+        tongue_light += 0.9
+        np.maximum(tongue_light, 0.55, out=tongue_light)
         lower = buffer("lower")
-        np.subtract(np.minimum(self.lower_teeth, height * 0.15), above, out=lower)
-        np.clip(lower, 0.0, 1.0, out=lower)
+        _unit(np.subtract(np.minimum(self.lower_teeth, height * 0.15), above, out=lower))
         lower *= self.lower_across
-        reach = np.maximum(self.teeth_height, amounts.get("bite", 0.0) * height) * (1.0 - 0.6 * u * u)
+        reach = np.maximum(self.teeth_height, amounts.get("bite", 0.0) * height) * (1.0 - 0.6 * u2)
         upper, upper_light = buffer("upper"), buffer("upper_light")
-        np.subtract(reach, below, out=upper)
-        np.clip(upper, 0.0, 1.0, out=upper)
-        np.divide(below, reach + 1e-3, out=upper_light)
-        np.clip(1.0 - upper_light, 0.0, 1.0, out=upper_light)
-        upper_light *= 0.3
-        upper_light += 0.7
+        _unit(np.subtract(reach, below, out=upper))
+        np.multiply(below, -0.3 / (reach + 1e-3), out=upper_light)  # 1 at the lip, 0.7 at the teeth's edge
+        upper_light += 1.0
+        np.maximum(upper_light, 0.7, out=upper_light)
+        # Layer over layer is linear in the colours: each pixel is a weighted sum of the throat's, the
+        # tongue's, the lower and the upper teeth's colours, with weights shared by the three channels. So
+        # the weights are worked out once, on one channel's worth of pixels, and one matrix product gives
+        # the colours (three channels one after another cost three times the array operations).
+        weights = scratch.get(("mouth", "weights"), (h, w, 4), np.float32)
+        throat_w, tongue_w, lower_w, upper_w = (weights[..., i] for i in range(4))
+        keep = buffer("keep")  # how much of what is behind shows through the layers in front
+        np.subtract(1.0, upper, out=keep)
+        np.multiply(upper_light, upper, out=upper_w)
+        np.multiply(lower, keep, out=lower_w)
+        keep *= 1.0 - lower
+        np.multiply(tongue_light, tongue, out=tongue_w)
+        tongue_w *= keep
+        keep *= 1.0 - tongue
+        np.multiply(throat, keep, out=throat_w)
+        shade = buffer("shade")
+        np.multiply(alpha, self.corner_light, out=shade)  # the picture's share goes where the gap does
+        weights *= shade[..., None]
+        c = self.colors
+        colors = np.stack([c.throat, c.tongue, c.teeth * 0.5, c.teeth])  # (4 layers, 3 channels)
+        painted = scratch.get(("mouth", "painted"), (h * w, 3), np.float32)
+        np.matmul(weights.reshape(h * w, 4), colors, out=painted)
+        # target = target * (1 - alpha) + painted (already weighted by alpha)
         target = region[self.rect.inside(self._face)]
-        paint = buffer("paint")
-        for k in range(3):
-            np.multiply(throat, c.throat[k], out=paint)
-            _over(paint, tongue_light, c.tongue[k], tongue, work)
-            _over(paint, None, c.teeth[k] * 0.5, lower, work)
-            _over(paint, upper_light, c.teeth[k], upper, work)
-            paint *= self.corner_light
-            # target = target * (1 - alpha) + paint * alpha
-            channel = target[..., k]
-            np.subtract(paint, channel, out=paint, casting="unsafe")
-            paint *= alpha
-            paint += channel
-            paint += 0.5
-            np.clip(paint, 0, 255, out=paint)
-            np.copyto(channel, paint, casting="unsafe")
+        mixed = scratch.get(("mouth", "mixed"), (h, w, 3), np.float32)
+        np.subtract(1.0, alpha, out=keep)
+        np.multiply(target, keep[..., None], out=mixed)
+        mixed += painted.reshape(h, w, 3)
+        mixed += 0.5
+        np.copyto(target, np.minimum(mixed, 255.0, out=mixed), casting="unsafe")
 
     def bind(self, face: _Rect) -> _Mouth:
         self._face = face
         return self
 
 
-def _over(paint: Field, light: Field | None, color: float, weight: Field, work: Field) -> None:
-    """paint += (color * light - paint) * weight, in place (`work` is scratch)."""
-    if light is None:
-        np.subtract(np.float32(color), paint, out=work)
-    else:
-        np.multiply(light, np.float32(color), out=work)
-        work -= paint
-    work *= weight
-    paint += work
+def _unit(values: Field) -> Field:
+    """Clamp to [0, 1] in place (two ufunc calls: np.clip costs several times as much on small arrays)."""
+    np.maximum(values, 0.0, out=values)
+    np.minimum(values, 1.0, out=values)
+    return values
 
 
 @attrs.frozen
