@@ -62,11 +62,13 @@ async def play(speech: SpeechStream, peer: ServerPeer, face: Face, clock: Clock,
             audio_frames = -(-len(pcm) // AUDIO_FRAME_SAMPLES)
             video_frames = max(stretch.frames, -(-audio_frames // AUDIO_PER_VIDEO))
             for j in range(video_frames):
+                # Draw first, then wait for the frame's time: the drawing fills time the loop would spend
+                # waiting anyway, and the frame leaves on time when the loop is busy.
+                canvas.frame = face.frame(stretch.mouth(j), k * FRAME_SECONDS, out=canvas.frame)
                 delay = start_clock + k * FRAME_SECONDS - clock.now()
                 if delay > 0:
                     await clock.sleep(delay)
                 at = start_media + k * FRAME_SECONDS
-                canvas.frame = face.frame(stretch.mouth(j), k * FRAME_SECONDS, out=canvas.frame)
                 await peer.send_video(canvas.frame, at)
                 for a in range(AUDIO_PER_VIDEO):
                     index = j * AUDIO_PER_VIDEO + a
