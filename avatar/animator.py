@@ -308,7 +308,7 @@ class _Mouth:
         tongue *= self.tongue_across
         np.multiply(above, -0.35 / (tongue_top + 1e-3), out=tongue_light)  # 0.9 at the lip, 0.55 deep in
         tongue_light += 0.9
-        np.maximum(tongue_light, 0.55, out=tongue_light)
+        np.minimum(np.maximum(tongue_light, 0.55, out=tongue_light), 0.9, out=tongue_light)
         lower = buffer("lower")
         _unit(np.subtract(np.minimum(self.lower_teeth, height * 0.15), above, out=lower))
         lower *= self.lower_across
@@ -317,7 +317,7 @@ class _Mouth:
         _unit(np.subtract(reach, below, out=upper))
         np.multiply(below, -0.3 / (reach + 1e-3), out=upper_light)  # 1 at the lip, 0.7 at the teeth's edge
         upper_light += 1.0
-        np.maximum(upper_light, 0.7, out=upper_light)
+        np.minimum(np.maximum(upper_light, 0.7, out=upper_light), 1.0, out=upper_light)
         # Layer over layer is linear in the colours: each pixel is a weighted sum of the throat's, the
         # tongue's, the lower and the upper teeth's colours, with weights shared by the three channels. So
         # the weights are worked out once, on one channel's worth of pixels, and one matrix product gives
@@ -347,7 +347,7 @@ class _Mouth:
         np.multiply(target, keep[..., None], out=mixed)
         mixed += painted.reshape(h, w, 3)
         mixed += 0.5
-        np.copyto(target, np.minimum(mixed, 255.0, out=mixed), casting="unsafe")
+        np.copyto(target, np.minimum(np.maximum(mixed, 0.0, out=mixed), 255.0, out=mixed), casting="unsafe")
 
     def bind(self, face: _Rect) -> _Mouth:
         self._face = face
@@ -392,7 +392,7 @@ def _mouth_colors(rig: FaceRig, base: Image) -> _MouthColors:
     )
     lip = np.median(lips, axis=0) if len(lips) else np.array([90.0, 95.0, 160.0])
     light = float(np.clip(lip.mean() / 110.0, 0.55, 1.25))
-    teeth = np.array([138.0, 160.0, 182.0]) * light
+    teeth = np.array([118.0, 158.0, 200.0]) * light  # ivory: thin cool bands beside red lips read green
     gap = pixels(along(rig.upper_inner, xs) + 0.5, along(rig.lower_inner, xs) - 0.5)
     if len(gap) >= 12:
         luma = gap.mean(axis=1)

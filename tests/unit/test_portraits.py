@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 
@@ -198,3 +199,17 @@ def test_the_head_moves_and_nothing_beyond_head_and_neck(name: str) -> None:
             assert bx - 0.7 * bw <= x0 and x1 <= bx + 1.7 * bw, "pixels beside the head changed"
             assert by - 1.0 * bh <= y0 and y1 <= by + 2.2 * bh, "pixels above the hair or below the neck"
     assert moved > 100, "the head did not move"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_inside_of_the_mouth_is_painted_in_its_own_colours(name: str) -> None:
+    """Nothing in the mouth comes out brighter than the photo there or the teeth painted into it (a light
+    ramp left unclamped once drew white dots along a smiling mouth's upper lip)."""
+    face = Animator(portrait(name), resolution=512, motion=0.0)
+    rect = face._mouth.rect
+    window = (slice(rect.top, rect.bottom), slice(rect.left, rect.right))
+    around = (slice(max(rect.top - 6, 0), rect.bottom + 6), slice(max(rect.left - 6, 0), rect.right + 6))
+    brightest = max(float(face.base[around].max()), float(face._mouth.colors.teeth.max())) + 8
+    for mouth in (Mouth(0.3), Mouth(1.0, wide=0.3), Mouth(0.5, wide=-1.0), Mouth(0.1, bite=1.0)):
+        picture = cv2.cvtColor(face.frame(mouth), cv2.COLOR_YUV2BGR_I420)[window]
+        assert picture.max() <= brightest, mouth
