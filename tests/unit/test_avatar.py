@@ -107,6 +107,24 @@ def test_no_face_is_a_clear_400_unless_told_where() -> None:
     assert told.face == Box(50, 50, 100, 100)
 
 
+def test_a_face_only_the_cascades_placed_still_talks() -> None:
+    """No mesh (a face the caller placed, or the cascades found): the rig is drawn from the boxes."""
+    photo = np.full((240, 240, 3), 170, np.uint8)
+    cv2.ellipse(photo, (120, 178), (24, 6), 0, 0, 360, (90, 90, 170), -1)  # something like lips
+    portrait = load_portrait(cv2.imencode(".png", photo)[1].tobytes(), face=Box(60, 60, 120, 120))
+    assert portrait.landmarks is None
+    face = Animator(portrait, resolution=240, motion=0.5)
+    assert not face.rig.from_mesh
+    still = face.still()
+    assert np.array_equal(face.frame(0.0), still)
+    opened = np.argwhere(np.abs(face.frame(0.8).astype(np.int16)[:240] - still[:240]) > 6)
+    assert len(opened) > 30
+    (y0, x0), (y1, x1) = opened.min(axis=0), opened.max(axis=0)
+    mouth = portrait.mouth
+    assert mouth.x - mouth.w <= x0 and x1 <= mouth.x + 2 * mouth.w and y0 >= mouth.y - mouth.h
+    assert face.frame(0.3, 1.0, blink=1.0).shape == still.shape
+
+
 def test_still_frame_is_the_photo_and_only_the_face_moves(portrait) -> None:  # type: ignore[no-untyped-def]
     animator = Animator(portrait, resolution=512)
     h, w = animator.height, animator.width
