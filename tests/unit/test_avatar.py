@@ -122,6 +122,7 @@ def test_a_face_only_the_cascades_placed_still_talks() -> None:
     (y0, x0), (y1, x1) = opened.min(axis=0), opened.max(axis=0)
     mouth = portrait.mouth
     assert mouth.x - mouth.w <= x0 and x1 <= mouth.x + 2 * mouth.w and y0 >= mouth.y - mouth.h
+    assert y1 <= portrait.face.y + portrait.face.h * 1.5  # the chin and the top of the neck, no further
     assert face.frame(0.3, 1.0, blink=1.0).shape == still.shape
 
 
