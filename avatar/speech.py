@@ -112,8 +112,7 @@ _HIGH_BAND = (1500.0, 3500.0)  # a spread vowel's high second formant
 _CUE_FRAMES = 250  # the speaker's own range of the spectral cue: the last 10 s of voiced frames
 _LOOKAHEAD = 0.06  # seconds: the lips start to take the next sound's shape this early
 _QUIET_DB = -30.0  # quieter than this under the talk's loud parts: a pause
-_PAUSE_FRAMES = 12  # a pause closes the lips for up to this many frames (0.48 s), then they rest
-_PAUSE_PRESS = 0.6
+_PAUSE_PRESS = 0.6  # how firmly the lips meet in a pause
 
 
 class MouthTracker:
@@ -131,10 +130,11 @@ class MouthTracker:
     and v, and a loud stressed vowel lifts the brows. Without them (audio talks), a cheap spectral cue
     stands in: the balance of energy between 1.5-3.5 kHz (a spread vowel's second formant) and 250-1000 Hz
     (a rounded one's), against the middle of the speaker's own range so far, rounds or spreads the lips;
-    loud peaks lift the brows. A short pause after sound (up to 0.48 s quieter than 30 dB under the loud
-    parts) brings the lips together, as a speaker's meet between words, even on a photo that shows its
-    teeth; after that they rest as the photo has them. Then smoothing with a fast attack and a slower
-    release, as jaws move. State carries from piece to piece, so cutting a talk anywhere changes nothing.
+    loud peaks lift the brows. A pause after sound (quieter than 30 dB under the loud parts) brings the
+    lips together until the sound comes back, as a speaker's meet between words, even on a photo that
+    shows its teeth; the face is the photo again when the talk ends. Then smoothing with a fast attack and
+    a slower release, as jaws move. State carries from piece to piece, so cutting a talk anywhere changes
+    nothing.
 
     It holds at most one frame and a half of samples back (a frame's window reaches 20 ms past it).
     """
@@ -150,7 +150,6 @@ class MouthTracker:
         self._shape = np.zeros(4)  # wide, bite, press, stress as the last frame had them
         self._phonemes: list[tuple[float, Viseme, bool]] = []  # (start, viseme, stressed), last one kept
         self._spoken = False  # phoneme timings have come: shapes follow them, not the spectrum
-        self._quiet_run = 0  # frames of quiet in a row so far
         self._heard = False  # some sound has come: pauses after it close the lips
 
     def feed(self, pcm: PCM, phonemes: Sequence[tuple[float, str]] = ()) -> Speech:
@@ -232,10 +231,10 @@ class MouthTracker:
         current, (wide, bite, press, stress) = self._current, self._shape
         quiet = level < _QUIET_DB if not silent else np.ones(frames, bool)
         for i in range(frames):
-            # A short pause in speech closes the lips (a photo that shows its teeth shows them again only
-            # after half a second of quiet: between words the lips meet, as a speaker's do).
-            self._quiet_run = self._quiet_run + 1 if quiet[i] else 0
-            if quiet[i] and 0 < self._quiet_run <= _PAUSE_FRAMES and self._heard:
+            # A pause after sound closes the lips and keeps them closed until the sound comes back (lips
+            # that reopened in silence, on a photo that shows its teeth, moved with no sound); the face
+            # returns to the photo when the talk ends.
+            if quiet[i] and self._heard:
                 shapes[i, 2] = max(shapes[i, 2], _PAUSE_PRESS)
             self._heard = self._heard or not quiet[i]
             value = target[i]
