@@ -170,6 +170,7 @@ class _Eyelid:
     line; below that line the eye shows as it is."""
 
     def __init__(self, eye: EyeRig, face: _Rect, frame_w: int, frame_h: int) -> None:
+        self._face = face
         x0, x1 = float(eye.upper[0, 0]), float(eye.upper[-1, 0])
         opening = max(eye.opening, 1.0)
         brow_y = float(np.min(eye.brow[:, 1]))
@@ -196,10 +197,6 @@ class _Eyelid:
         pull = np.where(covered, stretched - self.rows, np.float32(0.0))
         map_y[self.rect.inside(self._face)] += pull
 
-    def bind(self, face: _Rect) -> _Eyelid:
-        self._face = face
-        return self
-
 
 class _Mouth:
     """The inside of the mouth, painted where the lips have parted.
@@ -213,6 +210,7 @@ class _Mouth:
         self, rig: FaceRig, base: Image, face: _Rect, fields: dict[str, tuple[Field | None, Field | None]],
         drop: float, frame_w: int, frame_h: int,
     ) -> None:  # fmt: skip
+        self._face = face
         (lx, _), (rx, _) = rig.corners
         top = float(np.min(rig.upper_outer[:, 1])) - drop * UPPER_LIP_LIFT - 2
         bottom = float(np.max(rig.lower_outer[:, 1])) + drop + 2
@@ -349,10 +347,6 @@ class _Mouth:
         mixed += 0.5
         np.copyto(target, np.minimum(np.maximum(mixed, 0.0, out=mixed), 255.0, out=mixed), casting="unsafe")
 
-    def bind(self, face: _Rect) -> _Mouth:
-        self._face = face
-        return self
-
 
 def _unit(values: Field) -> Field:
     """Clamp to [0, 1] in place (two ufunc calls: np.clip costs several times as much on small arrays)."""
@@ -433,8 +427,6 @@ class Animator:
         else:
             rig = FaceRig.from_boxes(portrait.face, portrait.eyes, portrait.mouth, geometry.map_points)
         self.rig = rig
-        self.mouth_box = geometry.map_box(portrait.mouth)
-        self.eye_boxes = tuple(geometry.map_box(eye) for eye in portrait.eyes)
         self._face_size = face_h = max(rig.face_height, 8.0)
         self._drop = max(2.0, face_h * JAW_DROP)
 
@@ -454,10 +446,8 @@ class Animator:
         self._grid_y = (gy - face.top).astype(np.float32)
         self._fields = self._mouth_fields(gx, gy)
         self._brow = self._brow_field(gx, gy)
-        self._lids = [_Eyelid(eye, face, self.width, self.height).bind(face) for eye in rig.eyes]
-        self._mouth = _Mouth(rig, self.base, face, self._fields, self._drop, self.width, self.height).bind(
-            face
-        )
+        self._lids = [_Eyelid(eye, face, self.width, self.height) for eye in rig.eyes]
+        self._mouth = _Mouth(rig, self.base, face, self._fields, self._drop, self.width, self.height)
 
         # Head motion: the head and neck turn about the neck's base, weighted so nothing else moves.
         self.motion = max(0.0, motion)
