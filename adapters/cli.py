@@ -85,6 +85,7 @@ async def simulate(idle_timeout: float, out: list[str]) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
     from talkstream.avatar.fetch import FetchPolicy
+    from talkstream.avatar.presenters import BUNDLED_PRESENTER, DEMO_PRESENTER_IDS
 
     from .server.app import SERVICE
     from .server.build import ServerSettings, build_app
@@ -110,6 +111,22 @@ def serve(args: argparse.Namespace) -> int:
     if generated:
         keys = [f"demo:{secrets.token_urlsafe(18)}"]
     ice_servers = tuple(IceServer(urls=url) for url in args.ice_server or ())
+    presenters: list[tuple[str, Path]] = []
+    taken = {BUNDLED_PRESENTER, *DEMO_PRESENTER_IDS}
+    for given in args.presenter or ():
+        presenter_id, _, photo = given.partition("=")
+        root = Path(args.media_root).resolve() if args.media_root else None
+        path = Path(photo).resolve()
+        if presenter_id in taken:
+            print(f"--presenter {given!r}: the id {presenter_id!r} is already taken", file=sys.stderr)
+            return 2
+        taken.add(presenter_id)
+        if not presenter_id or root is None or not path.is_file() or not path.is_relative_to(root):
+            print(
+                f"--presenter {given!r}: give ID=PHOTO, the photo a file inside --media-root", file=sys.stderr
+            )
+            return 2
+        presenters.append((presenter_id, path))
     descriptors = raise_descriptor_limit()
     connections = args.max_connections or default_max_connections(descriptors, args.max_streams)
     settings = ServerSettings(
@@ -117,6 +134,7 @@ def serve(args: argparse.Namespace) -> int:
         ice_servers=ice_servers,
         host_addresses=tuple(args.ice_host) if args.ice_host else ("127.0.0.1",),
         media_root=Path(args.media_root) if args.media_root else None,
+        presenters=tuple(presenters),
         fetch_policy=(
             FetchPolicy.none()
             if args.no_fetch
@@ -265,6 +283,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--keys-file", help="a file with one API key per line, optionally followed by its permissions"
     )
     srv.add_argument("--media-root", help="folder whose files may be used as file:// sources")
+    srv.add_argument(
+        "--presenter",
+        action="append",
+        metavar="ID=PHOTO",
+        help="a clips presenter: its id and a photo inside --media-root (repeatable)",
+    )
     srv.add_argument(
         "--ice-server", action="append", help="an ICE server URL handed to peers (default: none)"
     )

@@ -1,5 +1,6 @@
-"""Typed models of every request and response body of D-ID's ``/talks/streams``: `from_json` raises only
-`ValidationError` (naming the field's path), `to_json` gives what D-ID's clients send.
+"""Typed models of every request and response body of D-ID's ``/talks/streams`` and ``/clips/streams``:
+`from_json` raises only `ValidationError` (naming the field's path), `to_json` gives what D-ID's clients
+send.
 
 What it must never do: I/O, import a backend, or decide URL policy (the fetcher's job).
 """
@@ -7,6 +8,7 @@ What it must never do: I/O, import a backend, or decide URL policy (the fetcher'
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, TypeVar, cast
 
@@ -16,6 +18,8 @@ from .errors import ValidationError
 
 __all__ = [
     "AudioScript",
+    "Background",
+    "CreateClipStreamRequest",
     "CreateStreamRequest",
     "CreateStreamResponse",
     "DeleteRequest",
@@ -23,6 +27,8 @@ __all__ = [
     "FaceBox",
     "IceCandidateRequest",
     "IceServer",
+    "Presenter",
+    "PresentersResponse",
     "Provider",
     "SdpRequest",
     "SessionDescription",
@@ -360,6 +366,107 @@ class CreateStreamRequest:
 
 
 @attrs.frozen(kw_only=True)
+class CreateClipStreamRequest:
+    """``POST /clips/streams``: a presenter this server offers instead of a photo; only `presenter_id` is
+    required. `driver_id` is what D-ID's demo and older SDKs send (D-ID's current schema dropped it)."""
+
+    presenter_id: str
+    driver_id: str | None = None
+    compatibility_mode: Literal["on", "off", "auto"] | None = None
+    stream_warmup: bool | None = None
+    session_timeout: float | None = None
+    output_resolution: float | None = None
+    fluent: bool | None = None
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> CreateClipStreamRequest:
+        f = _Fields(data, path)
+        presenter = f.str_("presenter_id", required=True, min_len=1, max_len=MAX_ID, blank_ok=False)
+        assert presenter is not None
+        return cls(
+            presenter_id=presenter,
+            driver_id=f.str_("driver_id", min_len=1, max_len=MAX_ID, blank_ok=False),
+            compatibility_mode=cast(Any, f.enum("compatibility_mode", ("on", "off", "auto"))),
+            stream_warmup=f.bool_("stream_warmup"),
+            session_timeout=f.number("session_timeout", minimum=0, maximum=300, exclusive_minimum=True),
+            output_resolution=f.number("output_resolution", minimum=150, maximum=1280),
+            fluent=f.bool_("fluent"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _drop_none(attrs.asdict(self))
+
+    def as_stream(self, source_url: str) -> CreateStreamRequest:
+        """The same stream as ``/talks/streams`` would make of the presenter's photo."""
+        return CreateStreamRequest(
+            source_url=source_url,
+            compatibility_mode=self.compatibility_mode,
+            stream_warmup=self.stream_warmup,
+            session_timeout=self.session_timeout,
+            output_resolution=self.output_resolution,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Presenter:
+    """One of ``GET /clips/presenters``: a presenter a clips stream may ask for by `presenter_id`."""
+
+    presenter_id: str
+    driver_id: str
+    name: str
+    gender: str = "other"
+    owner_id: str = "talkstream"
+    preview_url: str = ""
+    talking_preview_url: str = ""
+    thumbnail_url: str = ""
+    modified_at: str = "2026-12-02T00:00:00.000Z"
+    is_streamable: bool = True
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> Presenter:
+        f = _Fields(data, path)
+        presenter = f.str_("presenter_id", required=True, min_len=1, max_len=MAX_ID)
+        assert presenter is not None
+        return cls(
+            presenter_id=presenter,
+            driver_id=f.str_("driver_id", max_len=MAX_ID) or "",
+            name=f.str_("name", max_len=1000) or "",
+            gender=f.str_("gender", max_len=100) or "other",
+            owner_id=f.str_("owner_id", max_len=MAX_ID) or "",
+            preview_url=f.str_("preview_url") or "",
+            talking_preview_url=f.str_("talking_preview_url") or "",
+            thumbnail_url=f.str_("thumbnail_url") or "",
+            modified_at=f.str_("modified_at", max_len=100) or "",
+            is_streamable=bool(f.bool_("is_streamable")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen(kw_only=True)
+class PresentersResponse:
+    """``200`` to ``GET /clips/presenters`` (and, with one, to ``GET /clips/presenters/{id}``)."""
+
+    presenters: tuple[Presenter, ...]
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> PresentersResponse:
+        f = _Fields(data, path)
+        items = f.raw("presenters", required=True)
+        if not isinstance(items, list):
+            raise ValidationError(f.at("presenters"), "must be a list")
+        return cls(
+            presenters=tuple(
+                Presenter.from_json(p, f"{f.at('presenters')}[{i}]") for i, p in enumerate(items)
+            )
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"presenters": [p.to_json() for p in self.presenters]}
+
+
+@attrs.frozen(kw_only=True)
 class CreateStreamResponse:
     """``201`` to create: the stream's id, its session id, the server's offer and the ICE servers."""
 
@@ -593,12 +700,37 @@ class TalkConfig:
         return _drop_none(attrs.asdict(self))
 
 
+_HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
+
+
+@attrs.frozen(kw_only=True)
+class Background:
+    """A clips talk's background: a colour ``#RRGGBB``, or False for a transparent one."""
+
+    color: str | Literal[False] | None = None
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> Background:
+        f = _Fields(data, path)
+        color = f.raw("color")
+        if color is None or color is False:
+            return cls(color=color)
+        if not isinstance(color, str) or not _HEX_COLOR.fullmatch(color):
+            raise ValidationError(f.at("color"), "must be a colour as #RRGGBB, or false")
+        return cls(color=color)
+
+    def to_json(self) -> dict[str, Any]:
+        return _drop_none({"color": self.color})
+
+
 @attrs.frozen(kw_only=True)
 class TalkRequest:
-    """``POST /talks/streams/{id}``: only `script` is required."""
+    """``POST /talks/streams/{id}`` (and ``/clips/streams/{id}``, which may add a `background`): only
+    `script` is required."""
 
     script: Script
     config: TalkConfig | None = None
+    background: Background | None = None
     driver_url: str | None = None
     user_data: str | None = None
     name: str | None = None
@@ -618,10 +750,12 @@ class TalkRequest:
             else AudioScript.from_json(script_fields.data, script_fields.path)
         )
         config = f.obj("config")
+        background = f.obj("background")
         metadata = f.raw("metadata")
         return cls(
             script=script,
             config=TalkConfig.from_json(config.data, config.path) if config else None,
+            background=Background.from_json(background.data, background.path) if background else None,
             driver_url=f.str_("driver_url", min_len=1),
             user_data=f.str_("user_data", min_len=1, max_len=1000, blank_ok=False),
             name=f.str_("name", max_len=1000),
@@ -635,6 +769,7 @@ class TalkRequest:
             {
                 "script": self.script.to_json(),
                 "config": self.config.to_json() if self.config else None,
+                "background": self.background.to_json() if self.background else None,
                 "driver_url": self.driver_url,
                 "user_data": self.user_data,
                 "name": self.name,

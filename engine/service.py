@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import secrets
+from typing import Literal
 
 import attrs
 
@@ -43,8 +44,9 @@ from .ports import Face, PeerOptions, ServerPeer, ServerTransport, SpeechStream,
 from .session import SessionEngine, StreamSession
 from .states import Input, State
 
-__all__ = ["Limits", "Stream", "StreamService"]
+__all__ = ["Limits", "Stream", "StreamKind", "StreamService"]
 
+StreamKind = Literal["talks", "clips"]
 _log = logging.getLogger("talkstream.server")
 
 
@@ -77,6 +79,7 @@ class Stream:
     peer: ServerPeer
     face: Face
     warmup: bool
+    kind: StreamKind = "talks"  # which API made it: its later requests must come by the same path
     talks: collections.deque[_Talk] = attrs.field(factory=collections.deque)
     playing: _Talk | None = None
     canvas: player.Canvas = attrs.field(factory=player.Canvas)
@@ -117,7 +120,11 @@ class StreamService:
 
     # -- the five operations ------------------------------------------------------------------------------
 
-    async def create(self, owner: str, request: CreateStreamRequest) -> CreateStreamResponse:
+    async def create(
+        self, owner: str, request: CreateStreamRequest, *, kind: StreamKind = "talks"
+    ) -> CreateStreamResponse:
+        """A new stream of `request`'s face; `kind` says which API it belongs to (``/talks/streams`` or
+        ``/clips/streams``), and only that API's paths reach it afterwards (see `check_kind`)."""
         if self._per_key.get(owner, 0) >= self.limits.streams_per_key:
             raise RateLimitedError("too many live streams for this key", retry_after=self.limits.retry_after)
         if len(self._streams) >= self.limits.streams_total:
@@ -140,7 +147,12 @@ class StreamService:
             stream_id, PeerOptions(video_codec=codec), lambda inp, detail: reports.put_nowait((inp, detail))
         )
         stream = Stream(
-            session=session, peer=peer, face=face, warmup=bool(request.stream_warmup), reports=reports
+            session=session,
+            peer=peer,
+            face=face,
+            warmup=bool(request.stream_warmup),
+            kind=kind,
+            reports=reports,
         )
         self._streams[stream_id] = stream
         session.subscribe(lambda event: self._on_event(stream, event))
@@ -247,6 +259,15 @@ class StreamService:
         await asyncio.gather(*(s.wait_closed() for s in streams))
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    def check_kind(self, owner: str, stream_id: str, kind: StreamKind) -> None:
+        """404 when `owner`'s stream `stream_id` belongs to the other API (a clips stream asked for under
+        ``/talks/streams``, or the reverse); a stream that does not exist is the operation's to answer."""
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.session.owner == owner and stream.kind != kind:
+            raise NotFoundError(
+                f"stream {stream_id} not found under /{kind}/streams (it is a {stream.kind} stream)"
+            )
 
     def _find(self, owner: str, stream_id: str, session_id: str | None) -> Stream:
         stream = self._streams.get(stream_id)

@@ -1,4 +1,5 @@
-"""D-ID's streams API as an aiohttp app: routes, body parsing, D-ID's error shape, CORS, one log line each.
+"""D-ID's streams API as an aiohttp app: routes (``/talks/streams``, ``/clips/streams`` and its presenters),
+body parsing, D-ID's error shape, CORS, one log line each.
 
 Every decision about streams is `engine.service.StreamService`'s; this is only the HTTP edge.
 What it must never do: log a key, answer with an HTML page, or hold stream state of its own.
@@ -17,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from talkstream.engine.errors import (
+    BadRequestError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -26,18 +28,21 @@ from talkstream.engine.errors import (
     ValidationError,
 )
 from talkstream.engine.messages import (
+    CreateClipStreamRequest,
     CreateStreamRequest,
     DeleteRequest,
     IceCandidateRequest,
+    Presenter,
+    PresentersResponse,
     SdpRequest,
     TalkRequest,
 )
-from talkstream.engine.service import StreamService
+from talkstream.engine.service import StreamKind, StreamService
 from talkstream.specs import OPENAPI
 
 from .auth import KeyRing, RequestLimits
 
-__all__ = ["DEFAULT_BODY_TIMEOUT", "SERVICE", "create_app"]
+__all__ = ["DEFAULT_BODY_TIMEOUT", "SERVICE", "Presenters", "create_app"]
 
 _log = logging.getLogger("talkstream.http")
 
@@ -53,6 +58,19 @@ CORS_HEADERS = {
 
 
 KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
+
+
+class Presenters(Protocol):
+    """The presenters ``/clips/streams`` may ask for (`avatar.presenters.PresenterBook`)."""
+
+    def all(self) -> tuple[Presenter, ...]: ...
+
+    def get(self, presenter_id: str) -> Presenter: ...
+
+    def stream_request(self, request: CreateClipStreamRequest) -> CreateStreamRequest: ...
+
+
+PRESENTERS: web.AppKey[Presenters] = web.AppKey("presenters", Presenters)
 
 
 LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits", RequestLimits)
@@ -185,25 +203,65 @@ M = TypeVar("M")
 
 
 def _stream_operation(
+    kind: StreamKind,
     parse: Callable[[Any], M],
     operation: Callable[[StreamService], Callable[[str, str, M], Awaitable[_Reply]]],
 ) -> Handler:
-    """The handler of an operation on one stream: the caller, the body as `parse` reads it, the service's
-    `operation` on the stream in the path, and its answer as JSON."""
+    """The handler of an operation on one stream of `kind`: the caller, the body as `parse` reads it, the
+    service's `operation` on the stream in the path, and its answer as JSON."""
 
     async def handle(request: web.Request) -> web.Response:
         owner = _owner(request)
         message = parse(await _body(request))
-        reply = await operation(request.app[SERVICE])(owner, request.match_info["id"], message)
+        service, stream_id = request.app[SERVICE], request.match_info["id"]
+        service.check_kind(owner, stream_id, kind)
+        reply = await operation(service)(owner, stream_id, message)
         return web.json_response(reply.to_json())
 
     return handle
 
 
-post_sdp = _stream_operation(SdpRequest.from_json, lambda service: service.answer)
-post_ice = _stream_operation(IceCandidateRequest.from_json, lambda service: service.candidate)
-post_talk = _stream_operation(TalkRequest.from_json, lambda service: service.talk)
-delete_stream = _stream_operation(DeleteRequest.from_json, lambda service: service.delete)
+def _operations(kind: StreamKind) -> list[web.RouteDef]:
+    """sdp, ice, talk and delete under ``/{kind}/streams/{id}``."""
+    base = f"/{kind}/streams/{{id}}"
+    return [
+        web.post(f"{base}/sdp", _stream_operation(kind, SdpRequest.from_json, lambda s: s.answer)),
+        web.post(
+            f"{base}/ice", _stream_operation(kind, IceCandidateRequest.from_json, lambda s: s.candidate)
+        ),
+        web.post(base, _stream_operation(kind, TalkRequest.from_json, lambda s: s.talk)),
+        web.delete(base, _stream_operation(kind, DeleteRequest.from_json, lambda s: s.delete)),
+    ]
+
+
+async def create_clip_stream(request: web.Request) -> web.Response:
+    """``POST /clips/streams``: the presenter's photo and driver, then the same stream as a talks one."""
+    owner = _owner(request)
+    message = CreateClipStreamRequest.from_json(await _body(request))
+    if message.fluent:
+        raise BadRequestError("fluent streams are not available on this server yet")
+    stream = request.app[PRESENTERS].stream_request(message)
+    response = await request.app[SERVICE].create(owner, stream, kind="clips")
+    return web.json_response(response.to_json(), status=201)
+
+
+async def list_presenters(request: web.Request) -> web.Response:
+    """``GET /clips/presenters?limit=N``: every presenter (there are few: no pages, no token)."""
+    _owner(request)
+    presenters = request.app[PRESENTERS].all()
+    limit = request.query.get("limit")
+    if limit is not None:
+        if not limit.isdigit() or int(limit) < 1:
+            raise ValidationError("limit", "must be a whole number of at least 1")
+        presenters = presenters[: int(limit)]
+    return web.json_response(PresentersResponse(presenters=presenters).to_json())
+
+
+async def get_presenter(request: web.Request) -> web.Response:
+    """``GET /clips/presenters/{id}``: D-ID's schema wraps the one presenter in the list's shape."""
+    _owner(request)
+    presenter = request.app[PRESENTERS].get(request.match_info["id"])
+    return web.json_response(PresentersResponse(presenters=(presenter,)).to_json())
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -222,6 +280,7 @@ def create_app(
     service: StreamService,
     keys: KeyRing,
     *,
+    presenters: Presenters | None = None,
     limits: RequestLimits | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     extra_routes: Iterable[web.RouteDef] = (),
@@ -229,19 +288,27 @@ def create_app(
     """The streams API as an aiohttp application (the service's lifetime is the caller's).
 
     `body_timeout`: seconds a request body may take to arrive in full (408 after that).
+    `presenters`: what ``/clips/streams`` offers (without them, the clips routes answer 404).
     """
     app = web.Application(middlewares=[_cors, _errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
     app[KEYS] = keys
     app[LIMITS] = limits if limits is not None else RequestLimits()
     app[BODY_TIMEOUT] = body_timeout
+    clips: list[web.RouteDef] = []
+    if presenters is not None:
+        app[PRESENTERS] = presenters
+        clips = [
+            web.post("/clips/streams", create_clip_stream),
+            *_operations("clips"),
+            web.get("/clips/presenters", list_presenters),
+            web.get("/clips/presenters/{id}", get_presenter),
+        ]
     app.add_routes(
         [
             web.post("/talks/streams", create_stream),
-            web.post("/talks/streams/{id}/sdp", post_sdp),
-            web.post("/talks/streams/{id}/ice", post_ice),
-            web.post("/talks/streams/{id}", post_talk),
-            web.delete("/talks/streams/{id}", delete_stream),
+            *_operations("talks"),
+            *clips,
             web.get("/openapi.json", openapi),
             web.get("/", index),
             web.static("/static", STATIC),

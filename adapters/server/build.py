@@ -15,6 +15,7 @@ import attrs
 from aiohttp import web
 
 from talkstream.avatar.fetch import Fetcher, FetchPolicy
+from talkstream.avatar.presenters import PresenterBook
 from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
@@ -46,6 +47,8 @@ class ServerSettings:
     silence_timeout: float = DEFAULT_SILENCE_TIMEOUT  # a connected peer that sends nothing this long is gone
     strict_voices: bool = False
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds for a request body to arrive in full
+    # clips presenters an operator adds: id -> a photo inside media_root (the bundled one is always there)
+    presenters: tuple[tuple[str, Path], ...] = ()
 
 
 def build_app(
@@ -91,6 +94,7 @@ def build_app(
     app = create_app(
         service,
         KeyRing(settings.keys),
+        presenters=PresenterBook(dict(settings.presenters)),
         limits=settings.request_limits,
         body_timeout=settings.body_timeout,
         extra_routes=extra_routes,

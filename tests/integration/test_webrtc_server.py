@@ -105,8 +105,13 @@ class Peer:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def connect(api: Api, peer: Peer, body: dict[str, Any] | None = None) -> tuple[str, str]:
-    status, created, _ = await api.call("POST", "/talks/streams", body or {"source_url": "bundled:astronaut"})
+async def connect(
+    api: Api, peer: Peer, body: dict[str, Any] | None = None, *, service: str = "talks"
+) -> tuple[str, str]:
+    """D-ID's five steps up to a connected peer, under ``/{service}/streams``."""
+    status, created, _ = await api.call(
+        "POST", f"/{service}/streams", body or {"source_url": "bundled:astronaut"}
+    )
     assert status == 201, created
     stream_id, session_id = created["id"], created["session_id"]
     assert stream_id.startswith("strm_") and created["offer"]["type"] == "offer"
@@ -118,15 +123,17 @@ async def connect(api: Api, peer: Peer, body: dict[str, Any] | None = None) -> t
         if line.startswith("a=candidate:"):
             status, body_, _ = await api.call(
                 "POST",
-                f"/talks/streams/{stream_id}/ice",
+                f"/{service}/streams/{stream_id}/ice",
                 {"candidate": line[2:], "sdpMid": "0", "sdpMLineIndex": 0, "session_id": session_id},
             )
             assert status == 200, body_
-    status, body_, _ = await api.call("POST", f"/talks/streams/{stream_id}/ice", {"session_id": session_id})
+    status, body_, _ = await api.call(
+        "POST", f"/{service}/streams/{stream_id}/ice", {"session_id": session_id}
+    )
     assert status == 200, body_
     status, body_, _ = await api.call(
         "POST",
-        f"/talks/streams/{stream_id}/sdp",
+        f"/{service}/streams/{stream_id}/sdp",
         {"answer": {"type": "answer", "sdp": answer}, "session_id": session_id},
     )
     assert (status, body_) == (200, {"status": "success"})

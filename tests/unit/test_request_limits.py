@@ -74,6 +74,9 @@ class Recording:
         self.created += 1
         raise RateLimitedError("the service's own stream limit", retry_after=10)
 
+    def check_kind(self, owner: str, stream_id: str, kind: str) -> None:
+        """Every stream here is of the kind asked for (the app asks before each operation)."""
+
     async def delete(self, owner: str, stream_id: str, request: Any) -> Any:
         raise NotFoundError("no such stream")
 
