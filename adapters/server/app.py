@@ -236,8 +236,10 @@ def _operations(kind: StreamKind) -> list[web.RouteDef]:
 
 async def create_clip_stream(request: web.Request) -> web.Response:
     """``POST /clips/streams``: the presenter's photo and driver, then the same stream as a talks one."""
-    owner = _owner(request)
+    owner, granted = _caller(request)
     message = CreateClipStreamRequest.from_json(await _body(request))
+    if message.session_timeout is not None and "session_timeout" not in granted:
+        raise PermissionDeniedError("this key may not choose a session_timeout")
     if message.fluent:
         raise BadRequestError("fluent streams are not available on this server yet")
     stream = request.app[PRESENTERS].stream_request(message)

@@ -184,11 +184,10 @@ async def test_openapi_is_served(api: Api) -> None:
     status, body, _ = await api.call("GET", "/openapi.json", key=None)
     assert status == 200
     assert set(body["paths"]) == {
-        "/talks/streams",
-        "/talks/streams/{id}/sdp",
-        "/talks/streams/{id}/ice",
-        "/talks/streams/{id}",
-    }
+        f"/{api}/streams{tail}"
+        for api in ("talks", "clips")
+        for tail in ("", "/{id}/sdp", "/{id}/ice", "/{id}")
+    } | {"/clips/presenters", "/clips/presenters/{id}"}
 
 
 async def test_429_when_the_server_is_full_across_keys(api: Api) -> None:

@@ -60,16 +60,22 @@ def test_every_reference_request_field_is_described(path: str, method: str) -> N
 
 def test_operations_and_statuses() -> None:
     ops = {(p, verb): op for p, item in SPEC["paths"].items() for verb, op in item.items()}
-    assert set(ops) == {
-        ("/talks/streams", "post"),
-        ("/talks/streams/{id}/sdp", "post"),
-        ("/talks/streams/{id}/ice", "post"),
-        ("/talks/streams/{id}", "post"),
-        ("/talks/streams/{id}", "delete"),
-    }
+    operations = (
+        ("", "post"),
+        ("/{id}/sdp", "post"),
+        ("/{id}/ice", "post"),
+        ("/{id}", "post"),
+        ("/{id}", "delete"),
+    )
+    streams = {(f"/{api}/streams{tail}", verb) for api in ("talks", "clips") for tail, verb in operations}
+    assert set(ops) == streams | {("/clips/presenters", "get"), ("/clips/presenters/{id}", "get")}
     assert "201" in ops[("/talks/streams", "post")]["responses"]
-    for op in ops.values():
-        assert {"400", "401", "500"} <= set(op["responses"])
+    assert "201" in ops[("/clips/streams", "post")]["responses"]
+    assert "404" in ops[("/clips/streams", "post")]["responses"]  # an unknown presenter
+    for key, op in ops.items():
+        assert {"401", "500"} <= set(op["responses"]), key
+        takes_input = "requestBody" in op or any(p.get("in") == "query" for p in op.get("parameters", []))
+        assert "400" in op["responses"] or not takes_input, key
 
 
 def test_examples_from_the_spec_shapes_parse_as_messages() -> None:
