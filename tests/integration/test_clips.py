@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -155,3 +156,21 @@ async def test_an_operator_adds_a_presenter_from_the_media_folder(tmp_path: obje
     finally:
         await server.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_a_session_timeout_needs_its_permission_as_for_talks() -> None:
+    from .conftest import KEY, basic
+
+    # A key that may use local files but may not choose a session_timeout.
+    server = TestServer(build_app(ServerSettings(keys=(f"{KEY} local_files",))), host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        body = {"presenter_id": BUNDLED_PRESENTER, "session_timeout": 30}
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": basic(KEY)}) as session,
+            session.post(server.make_url("/clips/streams"), json=body) as response,
+        ):
+            assert response.status == 403
+            assert (await response.json())["kind"] == "PermissionError"
+    finally:
+        await server.close()
