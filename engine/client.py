@@ -13,7 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -29,11 +29,15 @@ from .errors import (
 from .events import EventStream, SessionEvent, StateChanged
 from .messages import (
     AudioScript,
+    Background,
+    CreateClipStreamRequest,
     CreateStreamRequest,
     CreateStreamResponse,
     DeleteRequest,
     IceCandidateRequest,
     IceServer,
+    Presenter,
+    PresentersResponse,
     Provider,
     SdpRequest,
     SessionDescription,
@@ -110,9 +114,11 @@ class ClientStream:
         sink: Sink | None,
         ice_servers: Sequence[IceServer] = (),
         offer: SessionDescription | None = None,
+        api: Literal["talks", "clips"] = "talks",
     ) -> None:
         self._client = client
         self._offer = offer
+        self.api = api  # which of D-ID's APIs made the stream: its requests go to /{api}/streams/{id}
         self.session = session
         self.ready = asyncio.Event()  # stream/ready (after the warm-up video)
         self.messages: list[tuple[float, str]] = []
@@ -129,6 +135,10 @@ class ClientStream:
     @property
     def stream_id(self) -> str:
         return self.session.stream_id
+
+    @property
+    def _path(self) -> str:
+        return f"/{self.api}/streams/{self.stream_id}"
 
     @property
     def state(self) -> State:
@@ -148,7 +158,7 @@ class ClientStream:
             raise IllegalTransition(self.session.state, Input.ANSWER_SENT, "no offer to answer")
         session, call = self.session, self._client._call
         answer = await self.peer.answer(self._offer.sdp)
-        path = f"/talks/streams/{self.stream_id}"
+        path = self._path
         sdp = SdpRequest(answer=SessionDescription(type="answer", sdp=answer), session_id=session.session_id)
         bodies = [
             IceCandidateRequest(candidate=c, sdp_mid=mid, sdp_m_line_index=i, session_id=session.session_id)
@@ -185,8 +195,10 @@ class ClientStream:
         provider: str = "microsoft",
         ssml: bool = False,
         pad_audio: float | None = None,
+        background: str | None = None,
     ) -> ClientTalk:
-        """Ask for one talk (text, or an audio file's URL); it plays after the ones already queued."""
+        """Ask for one talk (text, or an audio file's URL); it plays after the ones already queued.
+        `background` (``#RRGGBB``) is what clips streams take as their talk's background colour."""
         if (text is None) == (audio_url is None):
             raise ValueError("give either text or audio_url")
         script: TextScript | AudioScript
@@ -197,12 +209,15 @@ class ClientStream:
             assert audio_url is not None
             script = AudioScript(audio_url=audio_url)
         config = TalkConfig(pad_audio=pad_audio) if pad_audio is not None else None
-        request = TalkRequest(script=script, config=config, session_id=self.session.session_id)
+        request = TalkRequest(
+            script=script,
+            config=config,
+            background=Background(color=background) if background is not None else None,
+            session_id=self.session.session_id,
+        )
         if not self.session.allows(Input.TALK_REQUESTED):
             raise IllegalTransition(self.session.state, Input.TALK_REQUESTED)
-        body = await self._client._call(
-            "POST", f"/talks/streams/{self.stream_id}", request.to_json(), retry=True
-        )
+        body = await self._client._call("POST", self._path, request.to_json(), retry=True)
         talk = ClientTalk(TalkResponse.from_json(body), self._client.clock)
         self._talks.append(talk)
         await self.session.apply(Input.TALK_REQUESTED)
@@ -253,7 +268,7 @@ class ClientStream:
             try:
                 await self._client._call(
                     "DELETE",
-                    f"/talks/streams/{self.stream_id}",
+                    self._path,
                     DeleteRequest(session_id=self.session.session_id).to_json(),
                     retry=True,
                 )
@@ -392,15 +407,57 @@ class StreamClient:
         request = CreateStreamRequest.from_json(
             {"source_url": source_url, "session_timeout": session_timeout, **options}
         )
-        body = await self._call("POST", "/talks/streams", request.to_json(), retry=True)
-        created = CreateStreamResponse.from_json(body)
+        return await self._open("talks", request.to_json(), sink, session_timeout, negotiate)
+
+    async def create_clip(
+        self,
+        presenter_id: str,
+        *,
+        driver_id: str | None = None,
+        sink: Sink | None = None,
+        session_timeout: float | None = None,
+        negotiate: bool = True,
+        **options: Any,
+    ) -> ClientStream:
+        """Create a clips stream (``/clips/streams``) of one of the server's presenters, and negotiate its
+        connection; the stream then works as any other. `options` as for `create` (``stream_warmup``,
+        ``compatibility_mode``, ...)."""
+        request = CreateClipStreamRequest.from_json(
+            {
+                "presenter_id": presenter_id,
+                "driver_id": driver_id,
+                "session_timeout": session_timeout,
+                **options,
+            }
+        )
+        return await self._open("clips", request.to_json(), sink, session_timeout, negotiate)
+
+    async def presenters(self) -> tuple[Presenter, ...]:
+        """The presenters the server offers to clips streams (``GET /clips/presenters``)."""
+        return PresentersResponse.from_json(
+            await self._call("GET", "/clips/presenters", None, retry=True)
+        ).presenters
+
+    async def _open(
+        self,
+        api: Literal["talks", "clips"],
+        body: dict[str, Any],
+        sink: Sink | None,
+        session_timeout: float | None,
+        negotiate: bool,
+    ) -> ClientStream:
+        created = CreateStreamResponse.from_json(
+            await self._call("POST", f"/{api}/streams", body, retry=True)
+        )
         session = self.engine.open(
             "client", stream_id=created.id, session_id=created.session_id, idle_timeout=session_timeout
         )
         stream: ClientStream | None = None
         try:
             await session.apply(Input.OFFER_RECEIVED)
-            stream = ClientStream(self, session, self.transport, sink, created.ice_servers, created.offer)
+            stream = ClientStream(
+                self, session, self.transport, sink, created.ice_servers, created.offer, api
+            )
             self._streams[created.id] = stream
             if negotiate:
                 await stream.negotiate()

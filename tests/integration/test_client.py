@@ -143,3 +143,25 @@ def test_talk_command_writes_an_mp4_with_a_moving_mouth_and_speech(tmp_path: Pat
     )
     assert mouth.max() > 8, "the mouth never moved"
     assert np.abs(audio).max() > 0.05, "the audio is silent"
+
+
+async def test_the_client_drives_a_clips_stream_of_a_listed_presenter(server: TestServer) -> None:
+    sink = MediaSink()
+    async with client_for(server) as client:
+        presenters = await client.presenters()
+        assert presenters and presenters[0].presenter_id == "talkstream-astronaut"
+        stream = await client.create_clip(presenters[0].presenter_id, driver_id="subtle", sink=sink)
+        assert stream.api == "clips"
+        await stream.connected(within=20)
+        talk = await stream.talk(text="Hello from a clip.", background="#FFFFFF")
+        await talk.done(within=20)
+        assert [m.split(":")[0] for _, m in stream.messages] == ["stream/started", "stream/done"]
+        assert sink.frames > 10
+        assert await stream.close() is CloseReason.DELETED
+        with pytest.raises(NotFoundError):
+            await client.create_clip("nobody-here")
+        clip = await client.create_clip(presenters[0].presenter_id)
+        await clip.connected(within=20)
+        with pytest.raises(ValidationError) as caught:
+            await clip.talk(text="Hi.", background="white")
+        assert caught.value.path == "body.background.color"
