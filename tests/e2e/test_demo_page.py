@@ -44,13 +44,17 @@ async def inbound(page: Any) -> dict[str, Any]:
     )
 
 
-async def test_a_person_connects_talks_and_destroys(browser: Any, server: TestServer) -> None:
+@pytest.mark.parametrize("source", ["bundled:astronaut", "clips:talkstream-astronaut"])
+async def test_a_person_connects_talks_and_destroys(browser: Any, server: TestServer, source: str) -> None:
+    """On the demo page at /, with a photo (/talks/streams) or a presenter (/clips/streams)."""
     page = await browser.new_page()
     base = str(server.make_url("")).rstrip("/")
     await page.goto(f"{base}/#key={KEY}")
+    await page.select_option("#source", source)
     await page.click("#connect")
     await until(page, "window.demo.state === 'connected'")
     await until(page, "['connected', 'completed'].includes(document.getElementById('st-ice').textContent)")
+    assert await page.evaluate("window.demo.api") == ("clips" if source.startswith("clips:") else "talks")
     idle_frames = await page.evaluate("window.demo.framesDecoded")
     before = await inbound(page)
 
@@ -59,7 +63,7 @@ async def test_a_person_connects_talks_and_destroys(browser: Any, server: TestSe
     await until(page, "window.demo.state === 'talking'")
     await until(page, "window.demo.framesDecoded > 10")
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / "demo-mid-talk.png"))
+    await page.screenshot(path=str(ARTIFACTS / f"demo-mid-talk-{source.split(':')[0]}.png"))
     await until(page, "window.demo.events.some((e) => e.text.includes('stream/done'))")
     events = await page.evaluate("window.demo.events")
     assert subjects(events) == ["stream/started", "stream/done"]

@@ -1,10 +1,11 @@
-// talkstream's demo page: D-ID's /talks/streams flow, using only the public API any client uses.
+// talkstream's demo page: D-ID's /talks/streams flow (or /clips/streams with a presenter), using only the
+// public API any client uses.
 // State for tests and the curious lives in window.demo.
 
 const $ = (id) => document.getElementById(id);
 const api = location.origin;
 const demo = (window.demo = {
-  pc: null, stream: null, sessionId: null, channel: null,
+  pc: null, stream: null, sessionId: null, channel: null, api: "talks",
   events: [], state: "–", framesDecoded: 0, connectStarted: 0, talkStarted: 0,
   timings: { connectToFirstFrame: null, talkToFirstFrame: null },
 });
@@ -91,8 +92,11 @@ async function connect() {
   demo.connectStarted = performance.now();
   demo.timings.connectToFirstFrame = null;
   const source = $("source").value === "url" ? $("source-url").value.trim() : $("source").value;
+  // "clips:ID" asks /clips/streams for a presenter; anything else is a talks stream of a photo.
+  demo.api = source.startsWith("clips:") ? "clips" : "talks";
+  const body = demo.api === "clips" ? { presenter_id: source.slice(6) } : { source_url: source };
   try {
-    const created = await call("POST", "/talks/streams", { source_url: source });
+    const created = await call("POST", `/${demo.api}/streams`, body);
     demo.stream = created.id;
     demo.sessionId = created.session_id;
     setStream("created");
@@ -125,7 +129,7 @@ async function connect() {
     pc.addEventListener("icecandidate", (event) => {
       const c = event.candidate;
       const body = c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : {};
-      call("POST", `/talks/streams/${demo.stream}/ice`, { ...body, session_id: demo.sessionId })
+      call("POST", `/${demo.api}/streams/${demo.stream}/ice`, { ...body, session_id: demo.sessionId })
         .catch((error) => log(`ice: ${error.message}`));
     });
     demo.channel = pc.createDataChannel("JanusDataChannel");
@@ -134,7 +138,7 @@ async function connect() {
     setStream("negotiating");
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
-    await call("POST", `/talks/streams/${demo.stream}/sdp`, { answer, session_id: demo.sessionId });
+    await call("POST", `/${demo.api}/streams/${demo.stream}/sdp`, { answer, session_id: demo.sessionId });
     // ICE may have connected while the answer was on its way: never step back from connected.
     if (!["connected", "completed"].includes(pc.iceConnectionState)) setStream("ice");
     update();
@@ -156,7 +160,7 @@ async function talk() {
   demo.talkStarted = performance.now();
   demo.timings.talkToFirstFrame = null;
   try {
-    const started = await call("POST", `/talks/streams/${demo.stream}`, { script, session_id: demo.sessionId });
+    const started = await call("POST", `/${demo.api}/streams/${demo.stream}`, { script, session_id: demo.sessionId });
     log(`talk ${started.video_id}: ${Number(started.duration).toFixed(2)} s`);
   } catch (error) {
     showError(error.message);
@@ -165,7 +169,7 @@ async function talk() {
 
 async function destroy() {
   try {
-    if (demo.stream) await call("DELETE", `/talks/streams/${demo.stream}`, { session_id: demo.sessionId });
+    if (demo.stream) await call("DELETE", `/${demo.api}/streams/${demo.stream}`, { session_id: demo.sessionId });
   } catch (error) {
     showError(error.message);
   }
