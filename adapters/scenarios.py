@@ -298,8 +298,18 @@ class _Runner:
         if isinstance(body.get("source_url"), str) and "{media}" in body["source_url"]:
             body["source_url"] = self.media(body["source_url"])
         key = args.get("key", "default")
+        api = "clips" if "presenter_id" in body else "talks"  # a presenter makes it a clips stream
         if key != "default":
-            await self.raw(key, "POST", "/talks/streams", body)
+            await self.raw(key, "POST", f"/{api}/streams", body)
+            return
+        if api == "clips":
+            presenter = body.pop("presenter_id")
+            if not isinstance(presenter, str):
+                await self.raw("default", "POST", "/clips/streams", {"presenter_id": presenter, **body})
+                return
+            sink = self.world.sink() if self.world.sink else None
+            clip = self.world.client.create_clip(presenter, sink=sink, negotiate=False, **body)
+            self.streams[args["as"]] = await self.world.run(clip)
             return
         source = body.pop("source_url", None)
         if not isinstance(source, str):
@@ -323,12 +333,14 @@ class _Runner:
                 args.get("body", {"script": {"type": "text", "input": args.get("text", "hello there")}})
             )
             body["session_id"] = args.get("session_id", stream.session.session_id)
-            await self.raw(key, "POST", f"/talks/streams/{stream.stream_id}", body)
+            await self.raw(key, "POST", f"/{stream.api}/streams/{stream.stream_id}", body)
             return
         audio_url = args.get("audio_url")
         if audio_url is not None and "{media}" in audio_url:
             audio_url = self.media(audio_url)
-        talk = await self.world.run(stream.talk(text=args.get("text"), audio_url=audio_url))
+        talk = await self.world.run(
+            stream.talk(text=args.get("text"), audio_url=audio_url, background=args.get("background"))
+        )
         if "as" in args:
             self.talks[args["as"]] = talk
 
@@ -337,7 +349,7 @@ class _Runner:
         key = args.get("key", "default")
         if key != "default" or stream.state is State.CLOSED:
             body = {"session_id": stream.session.session_id}
-            await self.raw(key, "DELETE", f"/talks/streams/{stream.stream_id}", body)
+            await self.raw(key, "DELETE", f"/{stream.api}/streams/{stream.stream_id}", body)
             return
         await self.world.run(stream.close())
 
