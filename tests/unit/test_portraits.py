@@ -213,3 +213,17 @@ def test_the_inside_of_the_mouth_is_painted_in_its_own_colours(name: str) -> Non
     for mouth in (Mouth(0.3), Mouth(1.0, wide=0.3), Mouth(0.5, wide=-1.0), Mouth(0.1, bite=1.0)):
         picture = cv2.cvtColor(face.frame(mouth), cv2.COLOR_YUV2BGR_I420)[window]
         assert picture.max() <= brightest, mouth
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if BY_NAME[n]["lips_parted"]])
+def test_pressed_lips_cover_what_the_photo_shows_between_them(name: str) -> None:
+    """m, b, p on a photo whose lips are parted: the lips close over its teeth (the middle of the gap a
+    person marked turns from teeth to lip)."""
+    entry = BY_NAME[name]
+    face = animator(name)
+    still = luma(face, face.still())
+    pressed = luma(face, face.frame(Mouth(press=1.0)))
+    upper, lower = point(entry, "upper_lip"), point(entry, "lower_lip")
+    x, y = np.round((upper + lower) / 2).astype(int)
+    window = (slice(y - 1, y + 2), slice(x - 3, x + 4))
+    assert np.abs(pressed[window] - still[window]).mean() > 8, "the lips did not close"
