@@ -73,15 +73,6 @@ class FrameGeometry:
         height = max(2, round(crop.h * scale) // 2 * 2)
         return cls(crop=crop, width=width, height=height)
 
-    def map_box(self, box: Box) -> Box:
-        sx, sy = self.width / self.crop.w, self.height / self.crop.h
-        return Box(
-            round((box.x - self.crop.x) * sx),
-            round((box.y - self.crop.y) * sy),
-            round(box.w * sx),
-            round(box.h * sy),
-        )
-
     def map_points(self, points: Floats) -> Floats:
         sx, sy = self.width / self.crop.w, self.height / self.crop.h
         out: Floats = (points - (self.crop.x, self.crop.y)) * (sx, sy)
