@@ -16,6 +16,7 @@ import gc
 import json
 import logging
 import os
+import re
 import resource
 import signal
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 import attrs
 import av
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from talkstream.engine.errors import ServiceUnavailableError
 
@@ -35,6 +37,7 @@ __all__ = [
     "AcceptErrorThrottle",
     "ConnectionLimits",
     "GuardedSite",
+    "MalformedRequests",
     "MemoryKeeper",
     "bounded_executor",
     "default_max_connections",
@@ -307,6 +310,30 @@ class MemoryKeeper:
             self._task = None
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request its HTTP parser refuses (a NUL in a header, a header over 8 KiB) at ERROR with
+    a traceback, though the fault is the client's and the client has its 400: this filter on the
+    ``aiohttp.server`` logger turns such a record into one warning line, without the bytes aiohttp quotes
+    (an Authorization header holds a key). Any other record passes as is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and (error.code or 400) < 500:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            said = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            said = re.split(r":? b['\"]", said, maxsplit=1)[0]  # not the bytes it quotes: they may hold a key
+            record.msg, record.args = "malformed request from %s: %s", (remote, said[:200])
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _quiet_malformed_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())
+
+
 async def serve_app(
     app: web.Application,
     host: str,
@@ -319,11 +346,12 @@ async def serve_app(
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then close it (its cleanup closes every stream).
 
-    The loop gets a bounded default executor and the accept-error throttle; `keeper`, if given, runs
-    meanwhile."""
+    The loop gets a bounded default executor and the accept-error throttle, requests the HTTP parser
+    refuses one log line each (`MalformedRequests`); `keeper`, if given, runs meanwhile."""
     loop = asyncio.get_running_loop()
     bounded_executor(loop)
     loop.set_exception_handler(AcceptErrorThrottle())
+    _quiet_malformed_requests()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)

@@ -192,6 +192,34 @@ async def test_a_client_that_vanishes_mid_body_is_not_a_server_error(outside: Ou
     assert_clean_log(log)
 
 
+@pytest.mark.parametrize(
+    ("header", "logged"),
+    [
+        (b"X-Odd: a\x00b", r"malformed request from [\d.]+: 400, message: Invalid header value char"),
+        (b"X-Long: " + b"a" * 9000, r"malformed request from [\d.]+: 400, message: Got more than 8190 bytes"),
+        (
+            b"Authorization: Basic s3cret-key\x00",
+            r"malformed request from [\d.]+: 400, message: Invalid header",
+        ),
+    ],
+    ids=["nul-in-a-header", "header-over-8-KiB", "nul-after-a-key"],
+)
+async def test_a_request_the_http_parser_refuses_is_a_400_and_one_log_line(
+    outside: Outside, header: bytes, logged: str
+) -> None:
+    """aiohttp logs the requests its parser refuses at ERROR with a traceback, though the fault is the
+    client's: the server's log says so in one warning line instead."""
+    server, log = outside
+    raw = await exchange(
+        port_of(server), request("GET", "/clips/presenters", {}).replace(b"Host:", header + b"\r\nHost:")
+    )
+    assert raw.startswith(b"HTTP/1.") and raw.split(b" ")[1] == b"400", raw[:200]
+    assert await log_has(log, logged)
+    text = log.read_text(errors="replace")
+    assert "s3cret" not in text and "aaaaaaaa" not in text, "the log quotes the request's bytes"
+    assert_clean_log(log)
+
+
 # -- floods ------------------------------------------------------------------------------------------------
 
 
