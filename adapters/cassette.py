@@ -126,6 +126,12 @@ class _RecordingPeer:
         self._log["candidates"] = [list(c) for c in found]
         return found
 
+    def send_message(self, text: str) -> bool:
+        sent = self._inner.send_message(text)
+        if sent:
+            self._log.setdefault("sent", []).append(text)
+        return sent
+
     async def close(self) -> None:
         await self._inner.close()
 
@@ -198,6 +204,8 @@ class _ReplayPeer:
         self, log: dict[str, Any], clock: Clock, report: ReportCallback, on_message: MessageCallback
     ) -> None:
         self._candidates = [(c, mid, index) for c, mid, index in log.get("candidates", [])]
+        self._recorded_sends = len(log.get("sent", []))
+        self.sent: list[str] = []
         self._timers: list[Any] = []
         for event in log["events"]:
             self._timers.append(clock.call_later(event["at"], _replayer(event, report, on_message)))
@@ -207,6 +215,14 @@ class _ReplayPeer:
 
     def candidates(self) -> list[tuple[str, str | None, int | None]]:
         return list(self._candidates)
+
+    def send_message(self, text: str) -> bool:
+        """Taken as the recording's peer took it (its answers are among the recorded events); one more
+        message than were recorded is a mismatch."""
+        if len(self.sent) >= self._recorded_sends:
+            raise CassetteMismatchError(f"a data-channel message that was not recorded: {text[:80]!r}")
+        self.sent.append(text)
+        return True
 
     async def close(self) -> None:
         for timer in self._timers:

@@ -670,10 +670,11 @@ class Animator:
         *,
         blink: float | None = None,
         out: Image | None = None,
+        motion: float = 1.0,
     ) -> Image:
         """One I420 frame: the `mouth` (a bare number: its openness in [0, 1]), the head, breath and eyelids
         as they are `at` seconds into a talk (None: at rest, eyes open). `blink` overrides the face's own
-        blink schedule.
+        blink schedule; `motion` scales the head's movement (a fluent stream's idle moves less).
 
         With `out` (an array shaped like `still()`), the frame is drawn there and returned; otherwise into a
         new array. Apart from `out`, nothing the size of the picture is allocated per frame.
@@ -701,6 +702,9 @@ class Animator:
         stress = min(max(mouth.stress, 0.0), 1.0)
         blink = min(max(blink, 0.0), 1.0)
         pose = self.head_pose(at, opening) if at is not None else (0.0, 0.0, 0.0)
+        if motion != 1.0:
+            scale = min(max(motion, 0.0), 1.0)
+            pose = (pose[0] * scale, pose[1] * scale, pose[2] * scale)
         moving = abs(pose[0]) + abs(pose[1]) + abs(pose[2]) > 0.02
         face_moves = any(amounts.values()) or stress > 0.0 or blink > 0.0
         if not face_moves and not moving:

@@ -117,7 +117,16 @@ class ServerTransport(Protocol):
     @property
     def ice_servers(self) -> Sequence[IceServer]: ...
 
-    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> ServerPeer: ...
+    def create_peer(
+        self,
+        stream_id: str,
+        options: PeerOptions,
+        report: ReportCallback,
+        on_message: MessageCallback | None = None,
+    ) -> ServerPeer:
+        """A peer for `stream_id`; `on_message` hears every text the client sends on a data channel (binary
+        messages decoded as UTF-8 with replacement), from the backend's callbacks: it must only queue."""
+        ...
 
     @property
     def live_peers(self) -> int:
@@ -233,12 +242,18 @@ class Face(Protocol):
     def height(self) -> int: ...
 
     def frame(
-        self, mouth: Mouth | float, at: float | None = None, *, out: VideoFrame | None = None
+        self,
+        mouth: Mouth | float,
+        at: float | None = None,
+        *,
+        out: VideoFrame | None = None,
+        motion: float = 1.0,
     ) -> VideoFrame:
         """A frame: the `mouth` as given (a bare number is its openness in [0, 1]), the head, eyelids and
         breath as the face has them `at` seconds into a talk (None: at rest, the photo itself where the mouth
         is shut); drawn into `out` (a frame this face made before) when given, else into a new array. The
-        face schedules its own blinks."""
+        face schedules its own blinks. `motion` scales the head's sway and turn (1 while speaking, less for
+        a fluent stream's idle between talks)."""
         ...
 
 
@@ -308,6 +323,10 @@ class ClientPeer(Protocol):
 
     def candidates(self) -> list[tuple[str, str | None, int | None]]:
         """The local candidates gathered for the answer: (candidate line, sdpMid, sdpMLineIndex)."""
+        ...
+
+    def send_message(self, text: str) -> bool:
+        """Send `text` to the server on the data channel; False when no channel is open (nothing sent)."""
         ...
 
     async def close(self) -> None: ...

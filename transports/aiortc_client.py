@@ -55,7 +55,7 @@ class AiortcClientPeer:
         self._connected = False
         self._answer_sdp = ""
         self.channel_open = asyncio.Event()  # set when JanusDataChannel opens
-        channel = self._pc.createDataChannel("JanusDataChannel")
+        self._channel = channel = self._pc.createDataChannel("JanusDataChannel")
         channel.on("message", self._message)
         channel.on("open", self.channel_open.set)
         self._pc.on("track", self._track)
@@ -121,6 +121,16 @@ class AiortcClientPeer:
             elif line.startswith("a=candidate:"):
                 found.append((line[2:], mid, index))
         return found
+
+    def send_message(self, text: str) -> bool:
+        if self._closed or self._channel.readyState != "open":
+            return False
+        try:
+            self._channel.send(text)
+        except Exception as exc:  # aiortc raises InvalidStateError when the channel closes under us
+            _log.debug("%s: could not send on the data channel: %s", self.stream_id, exc)
+            return False
+        return True
 
     async def close(self) -> None:
         if self._closed:

@@ -36,6 +36,7 @@ from talkstream.engine.messages import IceServer
 from talkstream.engine.ports import (
     AUDIO_FRAME_SAMPLES,
     AUDIO_RATE,
+    MessageCallback,
     PeerOptions,
     ReportCallback,
 )
@@ -128,12 +129,14 @@ class AiortcServerPeer:
         stream_id: str,
         options: PeerOptions,
         report: ReportCallback,
+        on_message: MessageCallback | None = None,
     ) -> None:
         install_aiortc_patches()
         self._transport = transport
         self.stream_id = stream_id
         self._options = options
         self._report = report
+        self._on_message = on_message
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(transport.ice_servers)))
         self._video = _VideoOut()
         self._audio = _AudioOut()
@@ -165,10 +168,15 @@ class AiortcServerPeer:
         self._add_channel(channel)
 
     def _add_channel(self, channel: RTCDataChannel) -> None:
+        channel.on("message", self._message)
         if channel.readyState == "open":
             self._channel_open()
         else:
             channel.once("open", self._channel_open)
+
+    def _message(self, message: str | bytes) -> None:
+        if self._on_message is not None and not self._closed:
+            self._on_message(message if isinstance(message, str) else message.decode("utf-8", "replace"))
 
     def _channel_open(self) -> None:
         self._ready.set()
@@ -409,8 +417,14 @@ class AiortcServerTransport:
         self._peers: set[AiortcServerPeer] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
-    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> AiortcServerPeer:
-        peer = AiortcServerPeer(self, stream_id, options, report)
+    def create_peer(
+        self,
+        stream_id: str,
+        options: PeerOptions,
+        report: ReportCallback,
+        on_message: MessageCallback | None = None,
+    ) -> AiortcServerPeer:
+        peer = AiortcServerPeer(self, stream_id, options, report, on_message)
         self._peers.add(peer)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.ensure_future(self._watch_for_silence())

@@ -7,6 +7,7 @@ What it must never do: succeed where real WebRTC would not, or deliver anything 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from collections.abc import Callable, Sequence
 
@@ -45,19 +46,33 @@ class NetworkKnobs:
 
 
 class MemorySink:
-    """What a memory client peer received: video frames and audio chunks with their media times."""
+    """What a memory client peer received: video frames and audio chunks with their media times.
 
-    def __init__(self) -> None:
-        self.video: list[tuple[float, npt.NDArray[np.uint8]]] = []
-        self.audio: list[tuple[float, npt.NDArray[np.int16]]] = []
+    `keep` bounds how many of each it holds (the latest; None: all): a fluent stream sends frames for as long
+    as it lives. `frames` and `samples` count everything that arrived.
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.video: collections.deque[tuple[float, npt.NDArray[np.uint8]]] = collections.deque(maxlen=keep)
+        self.audio: collections.deque[tuple[float, npt.NDArray[np.int16]]] = collections.deque(maxlen=keep)
+        self._frames = 0
+        self._samples = 0
+
+    def add_video(self, at: float, frame: npt.NDArray[np.uint8]) -> None:
+        self._frames += 1
+        self.video.append((at, frame))
+
+    def add_audio(self, at: float, pcm: npt.NDArray[np.int16]) -> None:
+        self._samples += len(pcm)
+        self.audio.append((at, pcm))
 
     @property
     def frames(self) -> int:
-        return len(self.video)
+        return self._frames
 
     @property
     def samples(self) -> int:
-        return sum(len(pcm) for _, pcm in self.audio)
+        return self._samples
 
 
 class MemoryNetwork:
@@ -130,11 +145,17 @@ class MemoryServerPeer(_MemoryPeer):
     """The server's side (implements `engine.ports.ServerPeer`)."""
 
     def __init__(
-        self, network: MemoryNetwork, stream_id: str, options: PeerOptions, report: ReportCallback
+        self,
+        network: MemoryNetwork,
+        stream_id: str,
+        options: PeerOptions,
+        report: ReportCallback,
+        on_message: MessageCallback | None = None,
     ) -> None:
         super().__init__(network, report)
         self.stream_id = stream_id
         self.options = options
+        self.on_message = on_message
         self.sent_messages = 0
         self.pending_candidates: list[str | None] = []
         self._epoch = network.clock.now()
@@ -196,13 +217,13 @@ class MemoryServerPeer(_MemoryPeer):
         if client is not None and not self._dead and isinstance(client, MemoryClientPeer) and client.sink:
             sink = client.sink
             kept = frame.copy()  # the server draws its next frame into the same array
-            self.network.later(lambda: None if client._dead else sink.video.append((at, kept)))
+            self.network.later(lambda: None if client._dead else sink.add_video(at, kept))
 
     async def send_audio(self, pcm: npt.NDArray[np.int16], at: float) -> None:
         client = self.partner
         if client is not None and not self._dead and isinstance(client, MemoryClientPeer) and client.sink:
             sink = client.sink
-            self.network.later(lambda: None if client._dead else sink.audio.append((at, pcm)))
+            self.network.later(lambda: None if client._dead else sink.add_audio(at, pcm))
 
 
 class MemoryServerTransport:
@@ -213,8 +234,14 @@ class MemoryServerTransport:
     def __init__(self, network: MemoryNetwork) -> None:
         self.network = network
 
-    def create_peer(self, stream_id: str, options: PeerOptions, report: ReportCallback) -> MemoryServerPeer:
-        return MemoryServerPeer(self.network, stream_id, options, report)
+    def create_peer(
+        self,
+        stream_id: str,
+        options: PeerOptions,
+        report: ReportCallback,
+        on_message: MessageCallback | None = None,
+    ) -> MemoryServerPeer:
+        return MemoryServerPeer(self.network, stream_id, options, report, on_message)
 
     @property
     def live_peers(self) -> int:
@@ -251,6 +278,16 @@ class MemoryClientPeer(_MemoryPeer):
 
     def candidates(self) -> list[tuple[str, str | None, int | None]]:
         return [(f"candidate:1 1 udp 1 {self.id} 1 typ host", "0", 0)]
+
+    def send_message(self, text: str) -> bool:
+        """To the server after the network's delay, once connected (as a data channel opens with DTLS)."""
+        server = self.partner
+        if self._dead or not isinstance(server, MemoryServerPeer) or not self.connected.is_set():
+            return False
+        deliver = server.on_message
+        if deliver is not None:
+            self.network.later(lambda: None if server._dead else deliver(text))
+        return True
 
 
 class MemoryClientTransport:

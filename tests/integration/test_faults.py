@@ -156,11 +156,11 @@ async def test_a_face_failing_while_it_plays_ends_the_talk_with_stream_error_onl
         face, drawn = stream.face, {"frames": 0}
         original = face.frame
 
-        def failing(openness: float, at: float | None = None, *, out: Any = None) -> Any:
+        def failing(openness: float, at: float | None = None, *, out: Any = None, motion: float = 1.0) -> Any:
             drawn["frames"] += 1
             if drawn["frames"] == 10:
                 raise RuntimeError("the renderer ran out of something")
-            return original(openness, at, out=out)
+            return original(openness, at, out=out, motion=motion)
 
         face.frame = failing
         status, doomed = await talk(api, stream_id, session_id, text("this talk will not finish"))

@@ -46,7 +46,12 @@ class PaintedFace:
     width = height = 16
 
     def frame(
-        self, mouth: Mouth | float, at: float | None = None, *, out: VideoFrame | None = None
+        self,
+        mouth: Mouth | float,
+        at: float | None = None,
+        *,
+        out: VideoFrame | None = None,
+        motion: float = 1.0,
     ) -> VideoFrame:
         openness = mouth.open if isinstance(mouth, Mouth) else mouth
         canvas = out if out is not None else np.zeros((24, 16), np.uint8)
@@ -127,8 +132,8 @@ async def test_the_mouth_opens_and_closes_within_a_frame_of_the_sound() -> None:
         await clock.run(talk())
     finally:
         await service.aclose()
-    sounds = sound_edges(sink.audio)
-    mouths = mouth_edges(sink.video)
+    sounds = sound_edges(list(sink.audio))
+    mouths = mouth_edges(list(sink.video))
     assert len(sounds) == len(BURSTS), sounds
     assert len(mouths) == len(BURSTS), (mouths, sounds)
     for (sound_on, sound_off), (mouth_on, mouth_off) in zip(sounds, mouths, strict=True):

@@ -27,7 +27,7 @@ async def pair(knobs: NetworkKnobs | None = None):  # type: ignore[no-untyped-de
     server_side, client_side = Recorder(), Recorder()
     sink = MemorySink()
     server = network.server_transport().create_peer(
-        "strm_1", PeerOptions(video_codec="h264"), server_side.report
+        "strm_1", PeerOptions(video_codec="h264"), server_side.report, server_side.messages.append
     )
     client = network.client_transport().create_peer(
         "strm_1", client_side.report, client_side.messages.append, sink
@@ -80,6 +80,30 @@ async def test_messages_arrive_in_order_except_the_lost_ones() -> None:
         assert server.send_message(text) == 1
     await clock.advance(1)
     assert client_side.messages == ["stream/started", "stream/started", "stream/done"]
+
+
+async def test_the_client_talks_back_once_connected_and_not_after_close() -> None:
+    clock, _, server, client, server_side, _, _ = await pair(NetworkKnobs(delay=0.2))
+    assert client.send_message("too early") is False  # no data channel before ICE and DTLS
+    await clock.advance(0.2)
+    assert client.send_message('{"type":"stream/interrupt"}') is True
+    await clock.advance(0.19)
+    assert server_side.messages == []
+    await clock.advance(0.01)
+    assert server_side.messages == ['{"type":"stream/interrupt"}']
+    await server.close()
+    client.send_message("after")  # on its way as the server goes: never heard
+    await clock.advance(1)
+    assert server_side.messages == ['{"type":"stream/interrupt"}']
+
+
+async def test_a_bounded_sink_keeps_the_latest_and_counts_all() -> None:
+    sink = MemorySink(keep=2)
+    for i in range(5):
+        sink.add_video(i * 0.04, np.full((2, 2), i, np.uint8))
+        sink.add_audio(i * 0.02, np.zeros(960, np.int16))
+    assert (sink.frames, sink.samples) == (5, 5 * 960)
+    assert [at for at, _ in sink.video] == [0.12, 0.16] and len(sink.audio) == 2
 
 
 async def test_media_reaches_the_sink_and_nothing_after_close() -> None:
