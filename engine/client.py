@@ -9,6 +9,7 @@ answer: a refused request raises.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -41,6 +42,7 @@ from .messages import (
     Provider,
     SdpRequest,
     SessionDescription,
+    StreamInterrupt,
     TalkConfig,
     TalkRequest,
     TalkResponse,
@@ -74,6 +76,7 @@ class ClientTalk:
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: TalkstreamError | None = None
+        self.interrupted = False  # ended by our interrupt (playing, or dropped from the queue)
 
     async def done(self, within: float | None = None) -> None:
         """Wait until the server says the talk is done; raise `TalkFailedError` if it failed."""
@@ -83,10 +86,11 @@ class ClientTalk:
         else:
             await run_with_timeout(self._clock, within, waiter)
 
-    def _end(self, error: TalkstreamError | None = None) -> None:
+    def _end(self, error: TalkstreamError | None = None, *, interrupted: bool = False) -> None:
         if not self.started.done():
             self.started.set_result(None)
         if not self.finished.done():
+            self.interrupted = interrupted
             self.error = error
             if error is None:
                 self.finished.set_result(None)
@@ -115,10 +119,16 @@ class ClientStream:
         ice_servers: Sequence[IceServer] = (),
         offer: SessionDescription | None = None,
         api: Literal["talks", "clips"] = "talks",
+        *,
+        fluent: bool | None = None,
+        interrupt_enabled: bool | None = None,
     ) -> None:
         self._client = client
         self._offer = offer
         self.api = api  # which of D-ID's APIs made the stream: its requests go to /{api}/streams/{id}
+        self.fluent = fluent  # as the server's create answer said (None: it did not say)
+        self.interrupt_enabled = interrupt_enabled
+        self._interrupts: dict[str, asyncio.Future[None]] = {}  # video id -> the server said it is over
         self.session = session
         self.ready = asyncio.Event()  # stream/ready (after the warm-up video)
         self.messages: list[tuple[float, str]] = []
@@ -221,9 +231,40 @@ class ClientStream:
         talk = ClientTalk(TalkResponse.from_json(body), self._client.clock)
         self._talks.append(talk)
         await self.session.apply(Input.TALK_REQUESTED)
-        if self._watchdog is None and self.sink is not None and not self.messages:
+        if self._watchdog is None and self.sink is not None and not self.messages and not self.fluent:
+            # (A fluent stream's video flows between talks too: it says nothing about them.)
             self._watchdog = asyncio.ensure_future(self._watch_video())
             self._tasks.append(self._watchdog)
+        return talk
+
+    async def interrupt(self, *, within: float | None = 5.0) -> ClientTalk | None:
+        """Stop the talk playing and drop the queued ones (``stream/interrupt`` on the data channel, as D-ID's
+        client SDK sends it); return the talk that was playing, or None when nothing was.
+
+        Every pending talk ends at once with ``interrupted`` set. Then, unless `within` is None, wait that
+        long for the server to say the talk is over (its ``stream/done``, or any end of it), so that a talk
+        asked for next cannot race the interrupt; raise ``TimeoutError`` if it does not.
+        """
+        if not self._talks:
+            return None
+        if self.interrupt_enabled is False:
+            raise IllegalTransition(self.session.state, Input.INTERRUPT_SENT, "the server did not enable it")
+        if not self.session.allows(Input.INTERRUPT_SENT):
+            raise IllegalTransition(self.session.state, Input.INTERRUPT_SENT)
+        talk = self._talks[0]
+        if talk.video_id is None:
+            raise IllegalTransition(self.session.state, Input.INTERRUPT_SENT, "the talk has no video id yet")
+        message = StreamInterrupt(video_id=talk.video_id, timestamp=round(time.time() * 1000))
+        confirmed = self._interrupts.setdefault(talk.video_id, asyncio.get_running_loop().create_future())
+        if not self.peer.send_message(json.dumps(message.to_json(), separators=(",", ":"))):
+            self._interrupts.pop(talk.video_id, None)
+            raise ConnectionFailedError("no data channel is open to send the interrupt on")
+        await self.session.apply(Input.INTERRUPT_SENT)
+        ended, self._talks = list(self._talks), deque()
+        for each in ended:
+            each._end(interrupted=True)
+        if within is not None:
+            await run_with_timeout(self._client.clock, within, asyncio.shield(confirmed))
         return talk
 
     @property
@@ -318,25 +359,62 @@ class ClientStream:
         if subject == "stream/ready":
             self.ready.set()
             return
-        if not self._talks:
-            _log.debug("%s: %s with no talk pending", self.stream_id, subject)
+        details: Any = event_payload(payload)
+        video_id = _video_id(details)
+        if subject in _TALK_OVER:
+            self._confirm_over(video_id)
+        if subject.startswith("stream-video/") and subject != "stream-video/rejected":
+            return  # a fluent stream's second name for the stream/* events: those drive the talks
+        talk = self._talk_for(video_id)
+        if talk is None:
+            # An event for a talk we no longer wait for (one we interrupted), or for none at all.
+            _log.debug("%s: %s for %s, which is not pending", self.stream_id, subject, video_id)
             return
-        talk = self._talks[0]
+        if subject == "stream-video/rejected":
+            if video_id is None or talk.video_id != video_id:
+                return  # a rejection must name its talk
+            # Dropped before it played (an interrupt that reached the server after this talk did).
+            self._talks.remove(talk)
+            reason = details.get("reason") if isinstance(details, dict) else None
+            await self.session.finish_talk()
+            talk._end(TalkFailedError(f"the talk was dropped ({reason or 'rejected'})", details=details))
+            return
         if subject == "stream/started":
+            if talk.video_id is None:
+                talk.video_id = video_id
             if not talk.started.done():
                 talk.started.set_result(None)
             await self.session.apply(Input.TALK_STARTED)
         elif subject in ("stream/done", "stream/error"):
-            self._talks.popleft()
+            self._talks.remove(talk)
             error = None
             if subject == "stream/error":
-                details: Any = event_payload(payload)
                 text = details.get("description") if isinstance(details, dict) else None
                 error = TalkFailedError(text or "the talk failed", details=details)
             if not talk.started.done():
                 await self.session.apply(Input.TALK_STARTED)
             await self.session.finish_talk()
             talk._end(error)
+
+    def _talk_for(self, video_id: str | None) -> ClientTalk | None:
+        """The pending talk an event is about: the one it names, else (an event that names none, or a server
+        that gave its talks no id) the first pending one."""
+        if not self._talks:
+            return None
+        if video_id is not None:
+            for talk in self._talks:
+                if talk.video_id == video_id:
+                    return talk
+            return self._talks[0] if self._talks[0].video_id is None else None
+        return self._talks[0]
+
+    def _confirm_over(self, video_id: str | None) -> None:
+        """The server said a talk is over: an interrupt waiting for that (or, named or not, for any) ends."""
+        keys = [video_id] if video_id is not None else list(self._interrupts)
+        for key in keys:
+            waiting = self._interrupts.pop(key, None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
 
     def _begin_shutdown(self) -> asyncio.Task[None]:
         if self._closing is None:
@@ -352,6 +430,23 @@ class ClientStream:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.peer.close()
         self._client._streams.pop(self.stream_id, None)
+
+
+#: The events that say a talk is over, however it ended.
+_TALK_OVER = frozenset(
+    {"stream/done", "stream/error", "stream-video/done", "stream-video/error", "stream-video/rejected"}
+)
+
+
+def _video_id(details: Any) -> str | None:
+    """The video id an event's payload names (``metadata.videoId``, or ``videoId``), if any."""
+    if not isinstance(details, dict):
+        return None
+    metadata = details.get("metadata")
+    named = metadata.get("videoId") if isinstance(metadata, dict) else None
+    if named is None:
+        named = details.get("videoId")
+    return named if isinstance(named, str) else None
 
 
 class StreamClient:
@@ -456,7 +551,15 @@ class StreamClient:
         try:
             await session.apply(Input.OFFER_RECEIVED)
             stream = ClientStream(
-                self, session, self.transport, sink, created.ice_servers, created.offer, api
+                self,
+                session,
+                self.transport,
+                sink,
+                created.ice_servers,
+                created.offer,
+                api,
+                fluent=created.fluent,
+                interrupt_enabled=created.interrupt_enabled,
             )
             self._streams[created.id] = stream
             if negotiate:

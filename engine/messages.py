@@ -34,6 +34,7 @@ __all__ = [
     "SessionDescription",
     "StatusResponse",
     "StreamConfig",
+    "StreamInterrupt",
     "TalkConfig",
     "TalkRequest",
     "TalkResponse",
@@ -321,7 +322,8 @@ class StreamConfig:
 
 @attrs.frozen(kw_only=True)
 class CreateStreamRequest:
-    """``POST /talks/streams``: only `source_url` is required."""
+    """``POST /talks/streams``: only `source_url` is required. `fluent` is what D-ID's client SDK sends for
+    talks streams too (D-ID's schema lists it for clips and agents streams only)."""
 
     source_url: str
     driver_url: str | None = None
@@ -331,6 +333,7 @@ class CreateStreamRequest:
     stream_warmup: bool | None = None
     session_timeout: float | None = None
     output_resolution: float | None = None
+    fluent: bool | None = None
 
     @classmethod
     def from_json(cls, data: object, path: str = "body") -> CreateStreamRequest:
@@ -348,6 +351,7 @@ class CreateStreamRequest:
             stream_warmup=f.bool_("stream_warmup"),
             session_timeout=f.number("session_timeout", minimum=0, maximum=300, exclusive_minimum=True),
             output_resolution=f.number("output_resolution", minimum=150, maximum=1280),
+            fluent=f.bool_("fluent"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -361,6 +365,7 @@ class CreateStreamRequest:
                 "stream_warmup": self.stream_warmup,
                 "session_timeout": self.session_timeout,
                 "output_resolution": self.output_resolution,
+                "fluent": self.fluent,
             }
         )
 
@@ -404,6 +409,7 @@ class CreateClipStreamRequest:
             stream_warmup=self.stream_warmup,
             session_timeout=self.session_timeout,
             output_resolution=self.output_resolution,
+            fluent=self.fluent,
         )
 
 
@@ -468,12 +474,15 @@ class PresentersResponse:
 
 @attrs.frozen(kw_only=True)
 class CreateStreamResponse:
-    """``201`` to create: the stream's id, its session id, the server's offer and the ICE servers."""
+    """``201`` to create: the stream's id, its session id, the server's offer and the ICE servers; `fluent`
+    and `interrupt_enabled` as D-ID's client SDK reads them (None: the server did not say)."""
 
     id: str
     session_id: str
     offer: SessionDescription
     ice_servers: tuple[IceServer, ...] = ()
+    fluent: bool | None = None
+    interrupt_enabled: bool | None = None
 
     @classmethod
     def from_json(cls, data: object, path: str = "body") -> CreateStreamResponse:
@@ -493,17 +502,23 @@ class CreateStreamResponse:
             ice_servers=tuple(
                 IceServer.from_json(s, f"{f.at('ice_servers')}[{i}]") for i, s in enumerate(servers or [])
             ),
+            fluent=f.bool_("fluent"),
+            interrupt_enabled=f.bool_("interrupt_enabled"),
         )
 
     def to_json(self) -> dict[str, Any]:
         offer = self.offer.to_json()
-        return {
-            "id": self.id,
-            "session_id": self.session_id,
-            "offer": offer,
-            "jsep": dict(offer),
-            "ice_servers": [s.to_json() for s in self.ice_servers],
-        }
+        return _drop_none(
+            {
+                "id": self.id,
+                "session_id": self.session_id,
+                "offer": offer,
+                "jsep": dict(offer),
+                "ice_servers": [s.to_json() for s in self.ice_servers],
+                "fluent": self.fluent,
+                "interrupt_enabled": self.interrupt_enabled,
+            }
+        )
 
 
 # -- sdp, ice, status, delete -----------------------------------------------------------------------------
@@ -811,6 +826,27 @@ class TalkResponse:
             "video_id": self.video_id,
             "duration": self.duration,
         }
+
+
+@attrs.frozen(kw_only=True)
+class StreamInterrupt:
+    """What a client sends on the data channel to stop the talk playing (D-ID's client SDK):
+    ``{"type": "stream/interrupt", "videoId": ..., "timestamp": <ms since the epoch>}``."""
+
+    video_id: str
+    timestamp: float | None = None
+    type: ClassVar[str] = "stream/interrupt"
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "message") -> StreamInterrupt:
+        f = _Fields(data, path)
+        f.enum("type", (cls.type,), required=True)
+        video_id = f.str_("videoId", required=True, min_len=1, max_len=MAX_ID, blank_ok=False)
+        assert video_id is not None
+        return cls(video_id=video_id, timestamp=f.number("timestamp"))
+
+    def to_json(self) -> dict[str, Any]:
+        return _drop_none({"type": self.type, "videoId": self.video_id, "timestamp": self.timestamp})
 
 
 @attrs.frozen(kw_only=True)

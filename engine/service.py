@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import secrets
-from typing import Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import attrs
 
@@ -27,6 +29,7 @@ from .errors import (
     RateLimitedError,
     SessionError,
     TalkstreamError,
+    ValidationError,
 )
 from .events import SessionClosed, SessionEvent, StateChanged
 from .messages import (
@@ -37,6 +40,7 @@ from .messages import (
     SdpRequest,
     SessionDescription,
     StatusResponse,
+    StreamInterrupt,
     TalkRequest,
     TalkResponse,
 )
@@ -48,6 +52,7 @@ __all__ = ["Limits", "Stream", "StreamKind", "StreamService"]
 
 StreamKind = Literal["talks", "clips"]
 _log = logging.getLogger("talkstream.server")
+MAX_CLIENT_MESSAGE = 4096  # characters: a client's data-channel message longer than this is not read
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +74,7 @@ class _Talk:
     video_id: str
     speech: SpeechStream
     started_at: float | None = None  # on the engine's clock, once it plays
+    interrupted: bool = False  # a client's interrupt stopped it (the player stops at its next frame)
 
 
 @attrs.define(eq=False)
@@ -80,11 +86,13 @@ class Stream:
     face: Face
     warmup: bool
     kind: StreamKind = "talks"  # which API made it: its later requests must come by the same path
+    fluent: bool = False  # idle frames flow between talks (see `player.FluentPlayer`)
     talks: collections.deque[_Talk] = attrs.field(factory=collections.deque)
     playing: _Talk | None = None
     canvas: player.Canvas = attrs.field(factory=player.Canvas)
     player: asyncio.Task[None] | None = None
-    reports: asyncio.Queue[tuple[Input, str]] = attrs.field(factory=asyncio.Queue)
+    # The transport's reports and the client's data-channel messages (text), in arrival order.
+    reports: asyncio.Queue[tuple[Input, str] | str] = attrs.field(factory=asyncio.Queue)
     reporter: asyncio.Task[None] | None = None
     closing: asyncio.Task[None] | None = None  # frees the stream once its session closed, however
 
@@ -142,9 +150,12 @@ class StreamService:
             raise
         codec: VideoCodec = "h264" if request.compatibility_mode == "off" else "vp8"
         stream_id = session.stream_id
-        reports: asyncio.Queue[tuple[Input, str]] = asyncio.Queue()
+        reports: asyncio.Queue[tuple[Input, str] | str] = asyncio.Queue()
         peer = self.transport.create_peer(
-            stream_id, PeerOptions(video_codec=codec), lambda inp, detail: reports.put_nowait((inp, detail))
+            stream_id,
+            PeerOptions(video_codec=codec),
+            lambda inp, detail: reports.put_nowait((inp, detail)),
+            reports.put_nowait,
         )
         stream = Stream(
             session=session,
@@ -152,6 +163,7 @@ class StreamService:
             face=face,
             warmup=bool(request.stream_warmup),
             kind=kind,
+            fluent=bool(request.fluent),
             reports=reports,
         )
         self._streams[stream_id] = stream
@@ -164,12 +176,22 @@ class StreamService:
             await session.close(Input.ERROR)
             await stream.wait_closed()
             raise
-        _log.info("%s created for %s (%s, %dx%d)", stream_id, owner, codec, face.width, face.height)
+        _log.info(
+            "%s created for %s (%s, %dx%d%s)",
+            stream_id,
+            owner,
+            codec,
+            face.width,
+            face.height,
+            ", fluent" if stream.fluent else "",
+        )
         return CreateStreamResponse(
             id=stream_id,
             session_id=session.session_id,
             offer=SessionDescription(type="offer", sdp=sdp),
             ice_servers=tuple(self.transport.ice_servers),
+            fluent=stream.fluent,
+            interrupt_enabled=True,
         )
 
     async def answer(self, owner: str, stream_id: str, request: SdpRequest) -> StatusResponse:
@@ -214,7 +236,7 @@ class StreamService:
             raise
         talk = _Talk(video_id=new_video_id(), speech=speech)
         stream.talks.append(talk)
-        if stream.player is None or stream.player.done():
+        if not stream.fluent and (stream.player is None or stream.player.done()):
             stream.player = asyncio.ensure_future(self._play(stream))
         _log.info("%s talk %s queued (%.2f s)", stream_id, talk.video_id, speech.duration)
         return TalkResponse(
@@ -306,14 +328,28 @@ class StreamService:
     def _send(self, stream: Stream, subject: str, payload: object | None = None) -> None:
         stream.peer.send_message(event_text(subject, payload))
 
+    def _send_video_event(self, stream: Stream, what: str, payload: dict[str, Any]) -> None:
+        """``stream/{what}`` as D-ID's streams send it, and on fluent streams ``stream-video/{what}`` too, the
+        name D-ID's client SDK knows from fluent and agent streams (same payload). A talk dropped from the
+        queue has only ``stream-video/rejected``, on every stream: only a client that interrupts sees one."""
+        if what == "rejected":
+            self._send(stream, "stream-video/rejected", payload)
+            return
+        self._send(stream, f"stream/{what}", payload)
+        if stream.fluent:
+            self._send(stream, f"stream-video/{what}", payload)
+
     def _on_event(self, stream: Stream, event: SessionEvent) -> None:
         # A subscriber must not await: log, and hand anything slow to a task.
         if isinstance(event, StateChanged):
             _log.info(
                 "%s %s -> %s (%s)", event.stream_id, event.old.value, event.new.value, event.input.value
             )
-            if event.new is State.CONNECTED and event.old is State.ICE and stream.warmup:
-                stream.player = asyncio.ensure_future(self._play(stream, warmup=True))
+            if event.new is State.CONNECTED and event.old is State.ICE:
+                if stream.fluent:
+                    stream.player = asyncio.ensure_future(self._play_fluent(stream))
+                elif stream.warmup:
+                    stream.player = asyncio.ensure_future(self._play(stream, warmup=True))
         elif isinstance(event, SessionClosed) and stream.closing is None:
             # The one way a stream closes: whatever closed its session (delete, expiry, the peer, a
             # failure, shutdown), this task frees it; delete and aclose wait for it.
@@ -321,12 +357,73 @@ class StreamService:
 
     async def _consume_reports(self, stream: Stream) -> None:
         while True:
-            inp, detail = await stream.reports.get()
+            item = await stream.reports.get()
+            if isinstance(item, str):
+                await self._on_client_message(stream, item)
+                continue
+            inp, detail = item
             _log.info("%s transport: %s (%s)", stream.session.stream_id, inp.value, detail)
             try:
                 await stream.session.apply(inp)
             except IllegalTransition as exc:
                 _log.debug("%s: %s", stream.session.stream_id, exc)
+
+    async def _on_client_message(self, stream: Stream, text: str) -> None:
+        """A message the client sent on the data channel. D-ID's clients send one kind, the interrupt; the
+        channel has no answers, so anything else is logged (shortened) and changes nothing."""
+        stream_id = stream.session.stream_id
+        try:
+            if len(text) > MAX_CLIENT_MESSAGE:
+                raise ValidationError("message", f"longer than {MAX_CLIENT_MESSAGE} characters")
+            try:
+                data = json.loads(text)
+            except ValueError:
+                raise ValidationError("message", "not JSON") from None
+            kind = data.get("type") if isinstance(data, dict) else None
+            if kind != StreamInterrupt.type:
+                raise ValidationError("message.type", f"{str(kind)[:40]!r}: not a message this server reads")
+            message = StreamInterrupt.from_json(data)
+        except ValidationError as exc:
+            _log.info("%s: client message ignored (%s): %r", stream_id, exc.description, text[:80])
+            return
+        await self._interrupt(stream, message.video_id)
+
+    async def _interrupt(self, stream: Stream, video_id: str) -> None:
+        """Stop the talk playing and drop the queued ones, when `video_id` names one of them (an interrupt for
+        a talk already over came too late and changes nothing)."""
+        session = stream.session
+        playing = stream.playing
+        pending = (playing is not None and playing.video_id == video_id) or any(
+            t.video_id == video_id for t in stream.talks
+        )
+        if not pending:
+            _log.info("%s: interrupt for %s, which is not playing or queued", session.stream_id, video_id)
+            if session.state is not State.CONNECTED:
+                return  # another talk plays: this interrupt was meant for one that is over
+        try:
+            await session.apply(Input.INTERRUPT_RECEIVED)  # connected: nothing to stop, but a message
+        except IllegalTransition as exc:
+            _log.debug("%s: %s", session.stream_id, exc)
+            return
+        if not pending:
+            return
+        # Nothing between the input and here awaits: a talk asked for after the interrupt is applied after
+        # it (the session's turn) and is not in the queue yet, so it is not dropped.
+        playing, dropped = stream.playing, list(stream.talks)
+        stream.talks.clear()
+        if playing is not None:
+            playing.interrupted = True
+        _log.info(
+            "%s: interrupted %s (%d queued dropped)",
+            session.stream_id,
+            playing.video_id if playing is not None else "nothing playing",
+            len(dropped),
+        )
+        for talk in dropped:
+            self._send_video_event(
+                stream, "rejected", {"metadata": {"videoId": talk.video_id}, "reason": "interrupted"}
+            )
+        await asyncio.gather(*(talk.speech.aclose() for talk in dropped), return_exceptions=True)
 
     async def _finish(self, stream: Stream) -> None:
         """Free everything a closed stream holds (run once, as its `closing` task)."""
@@ -353,39 +450,92 @@ class StreamService:
     # -- playing ---------------------------------------------------------------------------------------
 
     async def _play(self, stream: Stream, *, warmup: bool = False) -> None:
-        session = stream.session
+        """A stream's player while it has talks (D-ID's streams: nothing is sent between talks)."""
         # ICE can report connected a moment before DTLS and the data channel are up: frames and
         # messages sent before then would be lost.
         if not await stream.peer.ready(self.limits.ice_grace):
-            _log.warning("%s: no data channel open; playing anyway", session.stream_id)
+            _log.warning("%s: no data channel open; playing anyway", stream.session.stream_id)
         if warmup:
             await player.play(player.warmup(), stream.peer, stream.face, self.clock, stream.canvas)
             self._send(stream, "stream/ready")
         while stream.talks:
-            talk = stream.playing = stream.talks.popleft()
-            talk.started_at = self.clock.now()
-            self._send(stream, "stream/started", {"metadata": {"videoId": talk.video_id}})
+            if not await self._play_next(
+                stream,
+                lambda talk: player.play(
+                    talk.speech,
+                    stream.peer,
+                    stream.face,
+                    self.clock,
+                    stream.canvas,
+                    lambda: talk.interrupted,
+                ),
+            ):
+                return
+
+    async def _play_fluent(self, stream: Stream) -> None:
+        """A fluent stream's player, from connect to close: idle frames between talks, never a gap."""
+        session = stream.session
+        if not await stream.peer.ready(self.limits.ice_grace):
+            _log.warning("%s: no data channel open; playing anyway", session.stream_id)
+        fluent = player.FluentPlayer(stream.peer, stream.face, self.clock, stream.canvas)
+        warming = player.WARMUP_FRAMES if stream.warmup else 0
+        try:
+            while not session.closed:
+                if stream.talks and not warming:
+                    if not await self._play_next(
+                        stream, lambda talk: fluent.talk(talk.speech, lambda: talk.interrupted)
+                    ):
+                        return
+                    continue
+                await fluent.idle()
+                if warming:
+                    warming -= 1
+                    if not warming:
+                        self._send(stream, "stream/ready")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Idle frames that cannot be made or sent: the stream cannot go on.
+            _log.exception("%s: the fluent stream's idle video failed", session.stream_id)
+            await session.close(Input.ERROR)
+
+    async def _play_next(self, stream: Stream, play: Callable[[_Talk], Awaitable[bool]]) -> bool:
+        """Play the next queued talk with `play` and send its events; False once the session closed."""
+        session = stream.session
+        talk = stream.playing = stream.talks.popleft()
+        talk.started_at = self.clock.now()
+        payload: dict[str, Any] = {"metadata": {"videoId": talk.video_id}}
+        self._send_video_event(stream, "started", payload)
+        try:
             try:
                 await session.apply(Input.TALK_STARTED)
-                await player.play(talk.speech, stream.peer, stream.face, self.clock, stream.canvas)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A talk that fails while playing (its speech, the face, the encoder, the peer) ends with
-                # stream/error; the stream goes back to connected and takes the next talk.
-                error = exc if isinstance(exc, TalkstreamError) else InternalServerError()
-                if not isinstance(exc, TalkstreamError):
-                    _log.exception("%s: talk %s failed while playing", session.stream_id, talk.video_id)
-                self._send(
-                    stream,
-                    "stream/error",
-                    {"kind": error.kind, "description": error.description, "videoId": talk.video_id},
-                )
-            else:
-                self._send(stream, "stream/done")
-            finally:
-                stream.playing = None
-                await talk.speech.aclose()
-            if session.closed:
-                return
+            except IllegalTransition:
+                if not talk.interrupted:
+                    raise
+            completed = talk.interrupted or await play(talk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A talk that fails while playing (its speech, the face, the encoder, the peer) ends with
+            # stream/error; the stream goes back to connected and takes the next talk.
+            error = exc if isinstance(exc, TalkstreamError) else InternalServerError()
+            if not isinstance(exc, TalkstreamError):
+                _log.exception("%s: talk %s failed while playing", session.stream_id, talk.video_id)
+            self._send_video_event(
+                stream,
+                "error",
+                {"kind": error.kind, "description": error.description, "videoId": talk.video_id},
+            )
+        else:
+            if talk.interrupted or not completed:
+                payload = {**payload, "interrupted": True}
+            self._send_video_event(stream, "done", payload)
+        finally:
+            stream.playing = None
+            await talk.speech.aclose()
+        if session.closed:
+            return False
+        if not talk.interrupted:
+            # An interrupted talk's end is already in the session: the interrupt emptied its queue.
             await session.finish_talk()
+        return True

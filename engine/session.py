@@ -439,6 +439,8 @@ class SessionEngine:
             session.talks_pending += 1
         elif inp is Input.TALK_FINISHED or inp is Input.LAST_TALK_FINISHED:
             session.talks_pending -= 1
+        elif inp is Input.INTERRUPT_RECEIVED or inp is Input.INTERRUPT_SENT:
+            session.talks_pending = 0  # the playing talk stops and the queued ones are dropped
         if inp in MESSAGE_INPUTS:
             session.last_activity = now  # the idle timer re-arms itself lazily when it fires
         if dest is not source:

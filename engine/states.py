@@ -56,6 +56,10 @@ class Input(enum.Enum):
     TALK_STARTED = "talk_started"  # a talk's media began
     TALK_FINISHED = "talk_finished"  # a talk ended and another is still queued
     LAST_TALK_FINISHED = "last_talk_finished"  # a talk ended and none is left
+    # Interrupt (data channel: {"type": "stream/interrupt", "videoId": ...}): the talk playing stops within a
+    # frame and the queued ones are dropped; with nothing playing it changes nothing but the idle deadline.
+    INTERRUPT_RECEIVED = "interrupt_received"  # server: a client's interrupt arrived
+    INTERRUPT_SENT = "interrupt_sent"  # client: we sent one
     # Ends (HTTP: DELETE /talks/streams/{id}; the engine's timers; failures)
     DELETE_REQUESTED = "delete_requested"
     IDLE_EXPIRED = "idle_expired"  # no protocol message for the idle timeout
@@ -99,6 +103,8 @@ MESSAGE_INPUTS: Final = frozenset(
         Input.CANDIDATE_RECEIVED,
         Input.CANDIDATE_SENT,
         Input.TALK_REQUESTED,
+        Input.INTERRUPT_RECEIVED,
+        Input.INTERRUPT_SENT,
     }
 )
 
@@ -126,6 +132,13 @@ TRANSITIONS: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
         # Back to connected only when the last queued talk is done (see TALK_QUEUE_GUARDS).
         (State.TALKING, Input.TALK_FINISHED): State.TALKING,
         (State.TALKING, Input.LAST_TALK_FINISHED): State.CONNECTED,
+        # An interrupt ends every talk at once (the session's queue empties); while connected there is
+        # nothing to stop, but it is still a message from the client.
+        **{
+            (state, inp): State.CONNECTED
+            for state in (State.CONNECTED, State.TALKING)
+            for inp in (Input.INTERRUPT_RECEIVED, Input.INTERRUPT_SENT)
+        },
         # Every live state can close, for each reason; closed has no way out.
         **{(state, inp): State.CLOSED for state in LIVE_STATES for inp in CLOSING_INPUTS},
     }

@@ -44,6 +44,8 @@ ice          error               closed
 connected    candidate_received  connected
 connected    candidate_sent      connected
 connected    talk_requested      talking
+connected    interrupt_received  connected
+connected    interrupt_sent      connected
 connected    delete_requested    closed
 connected    idle_expired        closed
 connected    connect_timed_out   closed
@@ -57,6 +59,8 @@ talking      talk_requested      talking
 talking      talk_started        talking
 talking      talk_finished       talking
 talking      last_talk_finished  connected
+talking      interrupt_received  connected
+talking      interrupt_sent      connected
 talking      delete_requested    closed
 talking      idle_expired        closed
 talking      connect_timed_out   closed
@@ -92,5 +96,7 @@ MESSAGES: frozenset[Input] = frozenset(
         "candidate_received",
         "candidate_sent",
         "talk_requested",
+        "interrupt_received",
+        "interrupt_sent",
     )
 )

@@ -18,7 +18,6 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from talkstream.engine.errors import (
-    BadRequestError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -240,8 +239,6 @@ async def create_clip_stream(request: web.Request) -> web.Response:
     message = CreateClipStreamRequest.from_json(await _body(request))
     if message.session_timeout is not None and "session_timeout" not in granted:
         raise PermissionDeniedError("this key may not choose a session_timeout")
-    if message.fluent:
-        raise BadRequestError("fluent streams are not available on this server yet")
     stream = request.app[PRESENTERS].stream_request(message)
     response = await request.app[SERVICE].create(owner, stream, kind="clips")
     return web.json_response(response.to_json(), status=201)

@@ -67,7 +67,7 @@ async def test_presenters_need_a_key(server: TestServer) -> None:
         ({"presenter_id": ""}, 400, "ValidationError"),
         ({"presenter_id": "nobody-here"}, 404, "NotFound"),
         ({"presenter_id": BUNDLED_PRESENTER, "driver_id": "no-such-driver"}, 400, "BadRequestError"),
-        ({"presenter_id": BUNDLED_PRESENTER, "fluent": True}, 400, "BadRequestError"),
+        ({"presenter_id": BUNDLED_PRESENTER, "fluent": "yes"}, 400, "ValidationError"),
         ({"presenter_id": BUNDLED_PRESENTER, "compatibility_mode": "sometimes"}, 400, "ValidationError"),
     ],
 )

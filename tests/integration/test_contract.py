@@ -126,6 +126,44 @@ async def test_same_sequences_on_every_transport(world: World) -> None:
     assert world.sink.frames > 10
 
 
+async def test_a_fluent_stream_interrupted_mid_talk_walks_the_same_sequences_on_every_transport(
+    world: World,
+) -> None:
+    stream = await world.client.create(
+        "bundled:astronaut", sink=world.sink, output_resolution=160, fluent=True
+    )
+    await world.run(stream.connected())
+    first = await stream.talk(text="A long sentence that will not get to its end, because we stop it.")
+    second = await stream.talk(text="And this one never starts.")
+    await world.run(first.started)
+    assert await world.run(stream.interrupt(within=15)) is first  # the server confirmed: first is over
+    assert first.interrupted and second.interrupted
+    last = await stream.talk(text="Then one more.")
+    await world.run(last.done())
+    frames = world.sink.frames
+    await world.run(world.client.clock.sleep(0.5))
+    assert world.sink.frames > frames, "idle video flows after the talks"
+    assert await stream.close() is CloseReason.DELETED
+    talking = [Input.TALK_REQUESTED, Input.TALK_REQUESTED, Input.TALK_STARTED]
+    ending = [Input.TALK_REQUESTED, Input.TALK_STARTED, Input.LAST_TALK_FINISHED, Input.DELETE_REQUESTED]
+    skip = (Input.CANDIDATE_SENT, Input.CANDIDATE_RECEIVED, Input.OFFER_SENT, Input.OFFER_RECEIVED)
+    client_inputs = [e.input for e in stream.session.history if e.input not in skip]
+    assert client_inputs[-8:] == [*talking, Input.INTERRUPT_SENT, *ending]
+    server = [i for i in world.server_inputs() if i not in skip]
+    assert server[-8:] == [*talking, Input.INTERRUPT_RECEIVED, *ending]
+    subjects = [text.split(":", 1)[0] for _, text in stream.messages]
+    assert subjects == [
+        *[
+            "stream/started",
+            "stream-video/started",
+            "stream-video/rejected",
+            "stream/done",
+            "stream-video/done",
+        ],
+        *["stream/started", "stream-video/started", "stream/done", "stream-video/done"],
+    ]
+
+
 async def test_a_five_minute_expiry_replays_instantly_on_the_virtual_clock(world: World) -> None:
     if world.virtual is None:
         pytest.skip("real time: the expiry itself is covered on the virtual clock")

@@ -72,7 +72,6 @@ def test_sequences_along_the_links_answer_within_the_spec(live: Served, api: str
             if isinstance(case.body, dict) and case.operation.label == "POST /clips/streams":
                 case.body["presenter_id"] = "talkstream-astronaut"  # as for talks: a presenter that exists
                 case.body.pop("driver_id", None)
-                case.body.pop("fluent", None)
                 case.body.pop("session_timeout", None)
             if isinstance(case.body, dict) and case.operation.label == "POST /talks/streams":
                 # Streams must exist for the links to lead anywhere: a made-up source_url is a 400 (the

@@ -229,7 +229,7 @@ async def test_talks_queue_in_order_and_nothing_is_sent_between_them(api: Api) -
             )
             assert status == 200, talk
             ids.append(talk["video_id"])
-        while [m for _, m in peer.messages].count("stream/done") < 2:
+        while peer.subjects().count("stream/done") < 2:
             await peer.wait_message("stream/done")
             peer.message_arrived.clear()
             await asyncio.wait_for(peer.message_arrived.wait(), 20)
@@ -241,6 +241,12 @@ async def test_talks_queue_in_order_and_nothing_is_sent_between_them(api: Api) -
             if m.startswith("stream/started")
         ]
         assert started == ids
+        done = [
+            json.loads(m.split(":", 1)[1])["metadata"]["videoId"]
+            for _, m in peer.messages
+            if m.startswith("stream/done")
+        ]
+        assert done == ids
         # Idle now: no video for a while after the last talk (allow the frames in flight to land).
         last_done = peer.messages[-1][0]
         count = len(peer.video)

@@ -57,6 +57,8 @@ class Reference:
             self.talks += 1
         if inp in (Input.TALK_FINISHED, Input.LAST_TALK_FINISHED):
             self.talks -= 1
+        if inp in (Input.INTERRUPT_RECEIVED, Input.INTERRUPT_SENT):
+            self.talks = 0
         if inp in MESSAGES:
             self.last_message = now
         if new is State.ICE and self.state is not State.ICE:

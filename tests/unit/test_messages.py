@@ -119,6 +119,24 @@ def test_responses_carry_what_old_and_new_clients_read() -> None:
     }
 
 
+def test_fluent_streams_and_the_interrupt_message() -> None:
+    assert m.CreateStreamRequest.from_json(create(fluent=True)).fluent is True
+    assert "fluent" not in m.CreateStreamRequest.from_json(create()).to_json()
+    clip = m.CreateClipStreamRequest.from_json({"presenter_id": "p", "fluent": True})
+    assert clip.as_stream("bundled:astronaut").fluent is True
+    offer = m.SessionDescription(type="offer", sdp=SDP)
+    fluent = m.CreateStreamResponse(id="s", session_id="x", offer=offer, fluent=True, interrupt_enabled=True)
+    body = fluent.to_json()
+    assert (body["fluent"], body["interrupt_enabled"]) == (True, True)
+    assert m.CreateStreamResponse.from_json(body) == fluent
+    plain = m.CreateStreamResponse(id="s", session_id="x", offer=offer).to_json()
+    assert "fluent" not in plain and "interrupt_enabled" not in plain  # a server that does not say
+    sent = {"type": "stream/interrupt", "videoId": "tlk_1", "timestamp": 1733200000000}
+    interrupt = m.StreamInterrupt.from_json(sent)
+    assert (interrupt.video_id, interrupt.to_json()) == ("tlk_1", sent)
+    assert m.StreamInterrupt.from_json({"type": "stream/interrupt", "videoId": "v"}).timestamp is None
+
+
 def create(**extra: Any) -> dict[str, Any]:
     return {"source_url": "https://example.com/a.jpg", **extra}
 
@@ -171,6 +189,13 @@ CASES: list[tuple[type[Any], Any, str]] = [
     (m.TalkRequest, {**talk(), "user_data": "x" * 1001}, "body.user_data"),
     (m.TalkRequest, {**talk(), "metadata": {"deep": float("inf")}}, "body.metadata.deep"),
     (m.DeleteRequest, {"session_id": ["a"]}, "body.session_id"),
+    (m.CreateStreamRequest, create(fluent="true"), "body.fluent"),
+    (m.StreamInterrupt, {"videoId": "v"}, "message.type"),
+    (m.StreamInterrupt, {"type": "stream/done", "videoId": "v"}, "message.type"),
+    (m.StreamInterrupt, {"type": "stream/interrupt"}, "message.videoId"),
+    (m.StreamInterrupt, {"type": "stream/interrupt", "videoId": ""}, "message.videoId"),
+    (m.StreamInterrupt, {"type": "stream/interrupt", "videoId": "v" * 600}, "message.videoId"),
+    (m.StreamInterrupt, {"type": "stream/interrupt", "videoId": "v", "timestamp": "x"}, "message.timestamp"),
 ]
 
 

@@ -86,8 +86,12 @@ def test_examples_from_the_spec_shapes_parse_as_messages() -> None:
     talk = request_schema("/talks/streams/{id}", "post")
     assert talk["required"] == ["script"]
     response = resolve(SPEC["components"]["schemas"]["CreateStreamResponse"])
-    sample = m.CreateStreamResponse(
-        id="strm_x", session_id="s", offer=m.SessionDescription(type="offer", sdp="v=0")
+    sample = m.CreateStreamResponse(  # as the service makes it: it always says fluent and interrupt_enabled
+        id="strm_x",
+        session_id="s",
+        offer=m.SessionDescription(type="offer", sdp="v=0"),
+        fluent=False,
+        interrupt_enabled=True,
     ).to_json()
     assert set(response["required"]) <= set(sample)
     talk_response = resolve(SPEC["components"]["schemas"]["TalkResponse"])

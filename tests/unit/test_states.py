@@ -70,11 +70,17 @@ def test_talks_are_accepted_in_connected_and_talking_only() -> None:
     assert TRANSITIONS[(State.TALKING, Input.TALK_REQUESTED)] is State.TALKING
 
 
-def test_only_the_last_talk_returns_to_connected() -> None:
+def test_only_the_last_talk_or_an_interrupt_returns_to_connected() -> None:
     out_of_talking = {i for (s, i), d in TRANSITIONS.items() if s is State.TALKING and d is State.CONNECTED}
-    assert out_of_talking == {Input.LAST_TALK_FINISHED}
+    assert out_of_talking == {Input.LAST_TALK_FINISHED, Input.INTERRUPT_RECEIVED, Input.INTERRUPT_SENT}
     assert TRANSITIONS[(State.TALKING, Input.TALK_FINISHED)] is State.TALKING
     assert set(TALK_QUEUE_GUARDS) == {Input.TALK_FINISHED, Input.LAST_TALK_FINISHED}
+
+
+def test_an_interrupt_is_heard_only_once_connected_and_empties_the_queue() -> None:
+    for inp in (Input.INTERRUPT_RECEIVED, Input.INTERRUPT_SENT):
+        assert {s for (s, i) in TRANSITIONS if i is inp} == {State.CONNECTED, State.TALKING}
+        assert inp in MESSAGE_INPUTS and inp not in TALK_QUEUE_GUARDS
 
 
 @pytest.mark.parametrize("state", LIVE_STATES)
@@ -104,8 +110,11 @@ def test_every_state_reachable_and_every_input_used() -> None:
 
 
 def test_messages_are_the_protocol_requests() -> None:
-    # create, sdp, ice, talk push the idle deadline; transport reports and timers never do.
+    # create, sdp, ice, talk and the client's interrupt push the idle deadline; transport reports and timers
+    # never do.
     assert {i.value for i in MESSAGE_INPUTS} == {
+        "interrupt_received",
+        "interrupt_sent",
         "offer_sent",
         "offer_received",
         "answer_received",
