@@ -195,7 +195,9 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         client_transport: Any = network.client_transport() if network else AiortcClientTransport()
         faulty = FaultyAdapter(server)
         client = StreamClient(faulty, client_transport, clock=clock, retry=_retry(spec))
-        world = World(client, faulty, raw, clock, network, sink=MemorySink if network else MediaSink)
+        # A fluent stream sends video as long as it lives: keep the last frames only (all are counted).
+        sink: Callable[[], Sink] = (lambda: MemorySink(keep=100)) if network else MediaSink
+        world = World(client, faulty, raw, clock, network, sink=sink)
 
         async def restart() -> None:
             # The server process "restarts": every stream it held is gone (peers closed), a new one starts.
@@ -240,6 +242,7 @@ class _Runner:
         self.world = world
         self.streams: dict[str, ClientStream] = {}
         self.talks: dict[str, ClientTalk] = {}
+        self.talk_streams: dict[str, str] = {}  # talk name -> the name of its stream
 
     def stream(self, name: str) -> ClientStream:
         if name not in self.streams:
@@ -343,6 +346,7 @@ class _Runner:
         )
         if "as" in args:
             self.talks[args["as"]] = talk
+            self.talk_streams[args["as"]] = args["stream"]
 
     async def do_delete(self, args: dict[str, Any]) -> None:
         stream = self.stream(args["stream"])
@@ -375,6 +379,24 @@ class _Runner:
             await self.world.run(until(), within)
         except TimeoutError as exc:
             raise Failed(f"wait: {args} not reached within {within} s (state {stream.state.value})") from exc
+
+    async def do_interrupt(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        within = args.get("within", 30)
+        stopped = await self.world.run(stream.interrupt(within=within), within)
+        if "stops" in args:
+            expected = self.talks.get(args["stops"]) if args["stops"] is not None else None
+            if args["stops"] is not None and expected is None:
+                raise Failed(f"interrupt: no talk named {args['stops']!r}")
+            if stopped is not expected:
+                named = {id(t): n for n, t in self.talks.items()}
+                got = named.get(id(stopped), "an unnamed talk") if stopped is not None else "nothing"
+                raise Failed(f"interrupt: stopped {got}, expected {args['stops'] or 'nothing'}")
+
+    async def do_message(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        if not stream.peer.send_message(args["text"]):
+            raise Failed("message: no data channel is open")
 
     async def do_advance(self, seconds: float) -> None:
         clock = self.world.virtual
@@ -421,6 +443,26 @@ class _Runner:
             inputs = _fold([e.input.value for e in session.history])
             if inputs != _fold(args["inputs"]):
                 raise Failed(f"expect: inputs {inputs}, expected {_fold(args['inputs'])}")
+        if "interrupted" in args:
+            mine = {n: t for n, t in self.talks.items() if self.talk_streams.get(n) == args["stream"]}
+            unknown = set(args["interrupted"]) - set(mine)
+            if unknown:
+                raise Failed(f"expect: no talks named {sorted(unknown)} on {args['stream']}")
+            got = sorted(n for n, t in mine.items() if t.interrupted)
+            if got != sorted(args["interrupted"]):
+                raise Failed(f"expect: interrupted {got}, expected {sorted(args['interrupted'])}")
+        if "create_answer" in args:
+            said = {"fluent": stream.fluent, "interrupt_enabled": stream.interrupt_enabled}
+            for name, value in args["create_answer"].items():
+                if said[name] != value:
+                    raise Failed(f"expect: the create answer said {name} {said[name]}, expected {value}")
+        if "frames_grow" in args:
+            if stream.sink is None:
+                raise Failed("expect: frames_grow needs a stream with a sink")
+            before = stream.received_frames
+            await self.world.run(self.world.clock.sleep(args["frames_grow"]))
+            if stream.received_frames <= before:
+                raise Failed(f"expect: no video frame arrived within {args['frames_grow']} s")
         if "frames_at_least" in args:
             frames = stream.received_frames if stream.sink is not None else None
             if frames is None or frames < args["frames_at_least"]:

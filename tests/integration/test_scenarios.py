@@ -132,6 +132,60 @@ async def test_every_check_fails_when_its_expectation_is_wrong(tmp_path: Path, c
     )
 
 
+_INTERRUPTED = (
+    "name: {name}\nrequires: [virtual_clock]\nsteps:\n"
+    "  - create: {{as: s, body: {{source_url: 'bundled:astronaut', fluent: true, output_resolution: 160}}}}\n"
+    "  - connect: {{stream: s}}\n"
+    "  - talk: {{stream: s, text: A sentence long enough to be stopped in its middle., as: t}}\n"
+    "  - wait: {{stream: s, event: stream/started}}\n"
+)
+# The same for the checks of fluent streams and interrupts; the step under test is the fifth.
+FLUENT_CHECKS = {
+    "interrupt stops": (
+        "interrupt",
+        "{stream: s, stops: t}",
+        "{stream: s, stops: null}",
+        "stopped t, expected nothing",
+    ),
+    "interrupted": (
+        "expect",
+        "{stream: s, interrupted: []}",
+        "{stream: s, interrupted: [t]}",
+        "interrupted [], expected ['t']",
+    ),
+    "create_answer": (
+        "expect",
+        "{stream: s, create_answer: {fluent: true, interrupt_enabled: true}}",
+        "{stream: s, create_answer: {fluent: false}}",
+        "said fluent True, expected False",
+    ),
+}
+
+
+@pytest.mark.parametrize("check", sorted(FLUENT_CHECKS))
+async def test_every_fluent_check_fails_when_its_expectation_is_wrong(tmp_path: Path, check: str) -> None:
+    verb, holds, broken, words = FLUENT_CHECKS[check]
+    outcomes = []
+    for name, args in (("holds", holds), ("broken", broken)):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(_INTERRUPTED.format(name=name) + f"  - {verb}: {args}\n")
+        outcomes.append(await run_scenario(path))
+    holds_outcome, broken_outcome = outcomes
+    assert holds_outcome.status == "passed", holds_outcome.detail
+    assert broken_outcome.status == "failed", check
+    assert f"step 5 ({verb})" in broken_outcome.detail and words in broken_outcome.detail, (
+        broken_outcome.detail
+    )
+
+
+async def test_frames_grow_fails_when_no_video_comes(tmp_path: Path) -> None:
+    """A stream that is not fluent sends nothing between talks: its frames do not grow."""
+    path = tmp_path / "still.yaml"
+    path.write_text(_TALKED.format(name="still") + "  - expect: {stream: s, frames_grow: 0.5}\n")
+    outcome = await run_scenario(path)
+    assert outcome.status == "failed" and "no video frame arrived within 0.5 s" in outcome.detail
+
+
 async def test_a_file_outside_the_format_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: nope\nsteps:\n  - teleport: {to: mars}\n")
