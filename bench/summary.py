@@ -134,6 +134,18 @@ def _lip_tracking(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _interrupt(r: dict[str, Any]) -> list[Row]:
+    sound, mouth, done = r["last_talk_sound_ms"], r["last_open_mouth_ms"], r["server_confirmed_ms"]
+    return [
+        (
+            "interrupt -> last talk sound / open mouth at the receiver p50 / p95, ms",
+            f"{sound['p50']} / {sound['p95']}; {mouth['p50']} / {mouth['p95']} (stream/done {done['p50']})",
+            f"<= {r['targets']['sound_p95_max_ms']} p95",
+            _verdict(r["targets"]["met"]),
+        )
+    ]
+
+
 def _lipsync(r: dict[str, Any]) -> list[Row]:
     o = r["offset_ms"]
     return [
@@ -233,6 +245,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "talk_latency": _talk,
     "lipsync": _lipsync,
     "lip_tracking": _lip_tracking,
+    "interrupt": _interrupt,
     "concurrency": _concurrency,
     "idle": _idle,
     "churn": _churn,
