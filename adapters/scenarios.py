@@ -30,7 +30,7 @@ from talkstream.engine.errors import (
     error_from_response,
 )
 from talkstream.engine.messages import AudioScript, CreateStreamRequest, TextScript
-from talkstream.engine.ports import Face, HttpPort, HttpRequest, Sink, SpeechStream, Studio
+from talkstream.engine.ports import Face, HttpPort, HttpRequest, Sink, SpeechFeed, SpeechStream, Studio
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import State
 from talkstream.specs import MEDIA, SCENARIO_SCHEMA
@@ -148,6 +148,9 @@ class HeldStudio:
     async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream:
         with self.clock.hold():
             return await self.inner.speech(script, pad_audio=pad_audio)
+
+    def pcm_feed(self, sample_rate: int) -> SpeechFeed:
+        return self.inner.pcm_feed(sample_rate)
 
 
 def _holding_studio(clock: Clock) -> Callable[[Studio], Studio] | None:

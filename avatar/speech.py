@@ -564,6 +564,61 @@ def audio_speech(data: bytes, *, pad_seconds: float = 0.0) -> ThreadedSpeech:
     return ThreadedSpeech(stretches(), estimate)
 
 
+class PcmFeed:
+    """Speech from raw 16-bit little-endian mono PCM as it arrives (implements `engine.ports.SpeechFeed`):
+    resampled to 48 kHz by one resampler for the whole talk (no seams between chunks) and tracked by one
+    `MouthTracker` (its loudness reference is the talk's loud parts so far)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        if not 8000 <= sample_rate <= 48000:
+            raise BadRequestError(f"PCM sample rate {sample_rate} Hz: 8000 to 48000 Hz are taken")
+        self.sample_rate = sample_rate
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=AUDIO_RATE)
+        self._tracker = MouthTracker()
+        self._odd = b""  # a byte of a sample whose other byte is in the next chunk
+        self.seconds = 0.0  # of sound fed so far
+
+    def feed(self, data: bytes) -> Speech:
+        data = self._odd + data
+        whole = len(data) - len(data) % 2
+        self._odd = data[whole:]
+        if whole == 0:
+            return self._tracker.feed(np.zeros(0, np.int16))
+        pcm = np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+        self.seconds += len(pcm) / self.sample_rate
+        return self._tracker.feed(self._resampled(pcm))
+
+    def finish(self) -> Speech:
+        tail = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(None)]
+        if tail:
+            rest = self._tracker.feed(np.concatenate(tail).astype(np.int16, copy=False))
+            last = self._tracker.finish()
+            return _joined(rest, last)
+        return self._tracker.finish()
+
+    def _resampled(self, pcm: PCM) -> PCM:
+        if self.sample_rate == AUDIO_RATE:
+            return pcm
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.sample_rate
+        parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        return np.concatenate(parts).astype(np.int16, copy=False) if parts else np.zeros(0, np.int16)
+
+
+def _joined(first: Speech, second: Speech) -> Speech:
+    """Two stretches of one tracker as one (either may be empty)."""
+    if not first.frames:
+        return second
+    if not second.frames:
+        return first
+    assert first.shape is not None and second.shape is not None  # a tracker's frames always have shapes
+    return Speech(
+        pcm=np.concatenate([first.pcm, second.pcm]),
+        openness=np.concatenate([first.openness, second.openness]),
+        shape=np.concatenate([first.shape, second.shape]),
+    )
+
+
 def decode_audio(data: bytes, *, max_seconds: float = MAX_SPEECH_SECONDS) -> PCM:
     """A whole audio file as 48 kHz mono int16 (format sniffed and whitelisted, length capped)."""
     chunks = list(decoded_audio(data, max_seconds=max_seconds)[1])

@@ -19,7 +19,7 @@ from talkstream.engine.ports import Face, SpeechStream
 from .animator import Animator
 from .fetch import Fetcher
 from .portrait import MAX_IMAGE_BYTES, Box, Portrait, bundled_portrait_bytes, load_portrait
-from .speech import MAX_AUDIO_BYTES, TextToSpeech, audio_speech, text_speech
+from .speech import MAX_AUDIO_BYTES, PcmFeed, TextToSpeech, audio_speech, text_speech
 
 __all__ = ["BUNDLED_SOURCE", "MOTION_PRESETS", "AvatarStudio", "motion_for"]
 
@@ -185,6 +185,9 @@ class AvatarStudio:
             _log.exception("%s failed", what)
             raise InternalServerError(f"{what} failed") from exc
         return speech
+
+    def pcm_feed(self, sample_rate: int) -> PcmFeed:
+        return PcmFeed(sample_rate)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

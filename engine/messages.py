@@ -7,6 +7,8 @@ What it must never do: I/O, import a backend, or decide URL policy (the fetcher'
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import re
 from collections.abc import Mapping
@@ -33,12 +35,15 @@ __all__ = [
     "SdpRequest",
     "SessionDescription",
     "StatusResponse",
+    "StreamAudioChunk",
     "StreamConfig",
     "StreamInterrupt",
+    "StreamTextChunk",
     "TalkConfig",
     "TalkRequest",
     "TalkResponse",
     "TextScript",
+    "WebSocketMessage",
 ]
 
 MAX_URL = 2048
@@ -847,6 +852,152 @@ class StreamInterrupt:
 
     def to_json(self) -> dict[str, Any]:
         return _drop_none({"type": self.type, "videoId": self.video_id, "timestamp": self.timestamp})
+
+
+WEBSOCKET_TYPES = ("init-stream", "sdp", "ice", "stream-text", "stream-audio", "delete-stream")
+MAX_CHUNK_TEXT = 10_000  # characters in one stream-text chunk
+MAX_CHUNK_BYTES = 96_000  # bytes of PCM in one stream-audio chunk (3 s at 16 kHz; D-ID's demo sends 10 KB)
+
+
+@attrs.frozen(kw_only=True)
+class WebSocketMessage:
+    """One message of D-ID's WebSocket API: ``{"type": ..., "payload": {...}}``."""
+
+    type: str
+    payload: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "message") -> WebSocketMessage:
+        f = _Fields(data, path)
+        kind = f.enum("type", WEBSOCKET_TYPES, required=True)
+        payload = f.obj("payload", required=True)
+        assert kind is not None and payload is not None
+        return cls(type=kind, payload=payload.data)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "payload": dict(self.payload)}
+
+
+def _stream_ref(f: _Fields) -> tuple[str | None, str | None]:
+    return f.str_("stream_id", min_len=1, max_len=MAX_ID), _session_id(f)
+
+
+@attrs.frozen(kw_only=True)
+class StreamTextChunk:
+    """``stream-text``: a piece of a talk's text, in order (`index`, from 0); one whose text is blank ends
+    the talk's text (D-ID's demo sends ``"" + " "``). `ssml` and `provider` are the talk's, from its first
+    chunk."""
+
+    input: str
+    ssml: bool = False
+    provider: Provider | None = None
+    index: int | None = None
+    stream_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def ends(self) -> bool:
+        return not self.input.strip()
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "payload") -> StreamTextChunk:
+        f = _Fields(data, path)
+        script = f.obj("script", required=True)
+        assert script is not None
+        script.enum("type", ("text",), required=True)
+        text = script.raw("input")
+        text = "" if text is None else _string(text, script.at("input"), max_len=MAX_CHUNK_TEXT)
+        provider = script.obj("provider")
+        stream_id, session_id = _stream_ref(f)
+        return cls(
+            input=text,
+            ssml=bool(script.bool_("ssml")),
+            provider=Provider.from_json(provider.data, provider.path) if provider else None,
+            index=f.int_("index", minimum=0),
+            stream_id=stream_id,
+            session_id=session_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        script: dict[str, Any] = {"type": "text", "input": self.input}
+        if self.ssml:
+            script["ssml"] = True
+        if self.provider is not None:
+            script["provider"] = self.provider.to_json()
+        return _drop_none(
+            {
+                "script": script,
+                "index": self.index,
+                "stream_id": self.stream_id,
+                "session_id": self.session_id,
+            }
+        )
+
+
+@attrs.frozen(kw_only=True)
+class StreamAudioChunk:
+    """``stream-audio``: a piece of a talk's sound as 16-bit little-endian mono PCM (16 kHz unless
+    `sample_rate` says otherwise), given as D-ID's demo sends it (a list of byte values) or as base64 text;
+    an empty one ends the talk."""
+
+    data: bytes
+    sample_rate: int = 16_000
+    index: int | None = None
+    stream_id: str | None = None
+    session_id: str | None = None
+
+    @property
+    def ends(self) -> bool:
+        return not self.data
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "payload") -> StreamAudioChunk:
+        f = _Fields(data, path)
+        script = f.obj("script", required=True)
+        assert script is not None
+        script.enum("type", ("audio",), required=True)
+        raw = script.raw("input")
+        where = script.at("input")
+        if raw is None:
+            pcm = b""
+        elif isinstance(raw, str):
+            if len(raw) > MAX_CHUNK_BYTES * 4 // 3 + 4:
+                raise ValidationError(where, f"more than {MAX_CHUNK_BYTES} bytes")
+            try:
+                pcm = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValidationError(where, "must be base64 text or a list of byte values") from None
+        elif isinstance(raw, list):
+            if len(raw) > MAX_CHUNK_BYTES:
+                raise ValidationError(where, f"more than {MAX_CHUNK_BYTES} bytes")
+            if not all(type(b) is int and 0 <= b <= 255 for b in raw):
+                raise ValidationError(where, "must be byte values, whole numbers from 0 to 255")
+            pcm = bytes(raw)
+        else:
+            raise ValidationError(where, "must be base64 text or a list of byte values")
+        if len(pcm) > MAX_CHUNK_BYTES:
+            raise ValidationError(where, f"more than {MAX_CHUNK_BYTES} bytes")
+        rate = script.int_("sample_rate", minimum=8000, maximum=48000)
+        stream_id, session_id = _stream_ref(f)
+        return cls(
+            data=pcm,
+            sample_rate=16_000 if rate is None else rate,
+            index=f.int_("index", minimum=0),
+            stream_id=stream_id,
+            session_id=session_id,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        encoded = base64.b64encode(self.data).decode()
+        script = {"type": "audio", "input": encoded, "sample_rate": self.sample_rate}
+        return _drop_none(
+            {
+                "script": script,
+                "index": self.index,
+                "stream_id": self.stream_id,
+                "session_id": self.session_id,
+            }
+        )
 
 
 @attrs.frozen(kw_only=True)

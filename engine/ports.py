@@ -7,7 +7,7 @@ What it must never do: import a backend, or grow methods the drivers do not call
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "MessageCallback",
+    "MessagePort",
     "Mouth",
     "PeerOptions",
     "PreparedSpeech",
@@ -37,6 +38,7 @@ __all__ = [
     "ServerTransport",
     "Sink",
     "Speech",
+    "SpeechFeed",
     "SpeechStream",
     "Studio",
     "VideoCodec",
@@ -257,12 +259,28 @@ class Face(Protocol):
         ...
 
 
+class SpeechFeed(Protocol):
+    """Speech made from raw sound as it arrives (a WebSocket's PCM chunks): bytes in, whole frames out."""
+
+    def feed(self, data: bytes) -> Speech:
+        """The whole frames `data` completes (possibly none); a sample split between two calls is kept."""
+        ...
+
+    def finish(self) -> Speech:
+        """The rest, its last frame padded with silence."""
+        ...
+
+
 class Studio(Protocol):
-    """Makes a stream's face from its create request, and a talk's speech from its script."""
+    """Makes a stream's face from its create request, and a talk's speech from its script or its sound."""
 
     async def face(self, request: CreateStreamRequest) -> Face: ...
 
     async def speech(self, script: TextScript | AudioScript, *, pad_audio: float) -> SpeechStream: ...
+
+    def pcm_feed(self, sample_rate: int) -> SpeechFeed:
+        """Speech from 16-bit little-endian mono PCM at `sample_rate`, fed as it arrives."""
+        ...
 
 
 # -- the client's side ---------------------------------------------------------------------------------------
@@ -296,6 +314,16 @@ class HttpPort(Protocol):
 
 
 MessageCallback = Callable[[str], None]
+
+
+@runtime_checkable
+class MessagePort(Protocol):
+    """An `HttpPort` that also sends D-ID's WebSocket messages (`adapters.http.websocket.WebSocketAdapter`):
+    streamed talks need one."""
+
+    async def message(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send ``{"type": kind, "payload": payload}``; return its answer, or raise its error."""
+        ...
 
 
 class Sink(Protocol):

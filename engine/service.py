@@ -211,6 +211,33 @@ class StreamService:
 
     async def talk(self, owner: str, stream_id: str, request: TalkRequest) -> TalkResponse:
         stream = self._find(owner, stream_id, request.session_id)
+        await self._ready_to_talk(stream)
+        pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
+        speech = await self.studio.speech(request.script, pad_audio=pad)
+        return await self._queue_talk(stream, speech)
+
+    async def talk_speech(
+        self, owner: str, stream_id: str, session_id: str | None, speech: SpeechStream
+    ) -> TalkResponse:
+        """A talk whose speech the caller makes as it plays (the WebSocket API's streamed text or sound:
+        an `engine.live.LiveSpeech`); the same checks and queue as `talk`. On a refusal the speech is
+        closed."""
+        try:
+            stream = self._find(owner, stream_id, session_id)
+            await self._ready_to_talk(stream)
+        except BaseException:
+            await speech.aclose()
+            raise
+        return await self._queue_talk(stream, speech)
+
+    async def chunk(self, owner: str, stream_id: str, session_id: str | None) -> None:
+        """More of a streamed talk arrived while it plays: a message from the client (the idle deadline
+        moves); 409 when no talk is playing or queued."""
+        stream = self._find(owner, stream_id, session_id)
+        self._check(stream.session, Input.CHUNK_RECEIVED)
+        await stream.session.apply(Input.CHUNK_RECEIVED)
+
+    async def _ready_to_talk(self, stream: Stream) -> None:
         session = stream.session
         if session.state is State.ICE:
             # The client saw ICE connect; our side reports it a moment later. Give it that moment.
@@ -220,8 +247,9 @@ class StreamService:
             raise RateLimitedError(
                 "too many talks queued on this stream", retry_after=self.limits.retry_after
             )
-        pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
-        speech = await self.studio.speech(request.script, pad_audio=pad)
+
+    async def _queue_talk(self, stream: Stream, speech: SpeechStream) -> TalkResponse:
+        session = stream.session
         try:
             waiting = self._speech_waiting(stream)
             limit = self.limits.queued_speech_seconds
@@ -238,7 +266,7 @@ class StreamService:
         stream.talks.append(talk)
         if not stream.fluent and (stream.player is None or stream.player.done()):
             stream.player = asyncio.ensure_future(self._play(stream))
-        _log.info("%s talk %s queued (%.2f s)", stream_id, talk.video_id, speech.duration)
+        _log.info("%s talk %s queued (%.2f s)", session.stream_id, talk.video_id, speech.duration)
         return TalkResponse(
             status="started", session_id=session.session_id, video_id=talk.video_id, duration=speech.duration
         )

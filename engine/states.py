@@ -60,6 +60,9 @@ class Input(enum.Enum):
     # frame and the queued ones are dropped; with nothing playing it changes nothing but the idle deadline.
     INTERRUPT_RECEIVED = "interrupt_received"  # server: a client's interrupt arrived
     INTERRUPT_SENT = "interrupt_sent"  # client: we sent one
+    # Streamed input (WebSocket: stream-text and stream-audio chunks after the one that started the talk)
+    CHUNK_RECEIVED = "chunk_received"  # server: more of the talk playing arrived
+    CHUNK_SENT = "chunk_sent"  # client: we sent more of it
     # Ends (HTTP: DELETE /talks/streams/{id}; the engine's timers; failures)
     DELETE_REQUESTED = "delete_requested"
     IDLE_EXPIRED = "idle_expired"  # no protocol message for the idle timeout
@@ -105,6 +108,8 @@ MESSAGE_INPUTS: Final = frozenset(
         Input.TALK_REQUESTED,
         Input.INTERRUPT_RECEIVED,
         Input.INTERRUPT_SENT,
+        Input.CHUNK_RECEIVED,
+        Input.CHUNK_SENT,
     }
 )
 
@@ -129,6 +134,10 @@ TRANSITIONS: Final[Mapping[tuple[State, Input], State]] = MappingProxyType(
         (State.CONNECTED, Input.TALK_REQUESTED): State.TALKING,
         (State.TALKING, Input.TALK_REQUESTED): State.TALKING,
         (State.TALKING, Input.TALK_STARTED): State.TALKING,
+        # A talk streamed over the WebSocket API is asked for by its first chunk; the rest arrive while it
+        # plays (each a message from the client).
+        (State.TALKING, Input.CHUNK_RECEIVED): State.TALKING,
+        (State.TALKING, Input.CHUNK_SENT): State.TALKING,
         # Back to connected only when the last queued talk is done (see TALK_QUEUE_GUARDS).
         (State.TALKING, Input.TALK_FINISHED): State.TALKING,
         (State.TALKING, Input.LAST_TALK_FINISHED): State.CONNECTED,

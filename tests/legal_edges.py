@@ -57,6 +57,8 @@ talking      candidate_received  talking
 talking      candidate_sent      talking
 talking      talk_requested      talking
 talking      talk_started        talking
+talking      chunk_received      talking
+talking      chunk_sent          talking
 talking      talk_finished       talking
 talking      last_talk_finished  connected
 talking      interrupt_received  connected
@@ -98,5 +100,7 @@ MESSAGES: frozenset[Input] = frozenset(
         "talk_requested",
         "interrupt_received",
         "interrupt_sent",
+        "chunk_received",
+        "chunk_sent",
     )
 )

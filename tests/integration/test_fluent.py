@@ -22,7 +22,7 @@ from served import encode_wav
 from talkstream.adapters.http.inprocess import InProcessAdapter
 from talkstream.adapters.server.app import SERVICE
 from talkstream.adapters.server.build import ServerSettings, build_app
-from talkstream.avatar.speech import audio_speech
+from talkstream.avatar.speech import PcmFeed, audio_speech
 from talkstream.engine.client import ClientStream, StreamClient, TalkFailedError
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.events import InputApplied, SessionEvent, StateChanged
@@ -83,6 +83,9 @@ class BuzzStudio:
         speech = audio_speech(self.wav, pad_seconds=pad_audio)
         await speech.prime()
         return speech
+
+    def pcm_feed(self, sample_rate: int) -> PcmFeed:
+        return PcmFeed(sample_rate)
 
 
 @attrs.define

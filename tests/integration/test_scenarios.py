@@ -220,6 +220,9 @@ async def test_a_studio_at_work_in_the_real_world_holds_virtual_time() -> None:
             await asyncio.sleep(0.05)
             return "speech"
 
+        def pcm_feed(self, sample_rate: int) -> Any:
+            return "feed"
+
     def expiry(clock: VirtualClock, fired: list[float]) -> Callable[[], None]:
         return lambda: fired.append(clock.now())
 

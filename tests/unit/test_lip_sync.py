@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from served import encode_wav
 
-from talkstream.avatar.speech import audio_speech
+from talkstream.avatar.speech import PcmFeed, audio_speech
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.messages import CreateStreamRequest, SdpRequest, TalkRequest
 from talkstream.engine.ports import Face, Mouth, SpeechStream, VideoFrame
@@ -70,6 +70,9 @@ class Studio:
         speech = audio_speech(self.wav, pad_seconds=pad_audio)
         await speech.prime()
         return speech
+
+    def pcm_feed(self, sample_rate: int) -> PcmFeed:
+        return PcmFeed(sample_rate)
 
 
 def sound_edges(audio: list[tuple[float, npt.NDArray[np.int16]]]) -> list[tuple[float, float]]:

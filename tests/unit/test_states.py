@@ -110,11 +110,13 @@ def test_every_state_reachable_and_every_input_used() -> None:
 
 
 def test_messages_are_the_protocol_requests() -> None:
-    # create, sdp, ice, talk and the client's interrupt push the idle deadline; transport reports and timers
-    # never do.
+    # create, sdp, ice, talk, the client's interrupt and a streamed talk's chunks push the idle deadline;
+    # transport reports and timers never do.
     assert {i.value for i in MESSAGE_INPUTS} == {
         "interrupt_received",
         "interrupt_sent",
+        "chunk_received",
+        "chunk_sent",
         "offer_sent",
         "offer_received",
         "answer_received",
