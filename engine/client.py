@@ -13,8 +13,8 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -42,13 +42,15 @@ from .messages import (
     Provider,
     SdpRequest,
     SessionDescription,
+    StreamAudioChunk,
     StreamInterrupt,
+    StreamTextChunk,
     TalkConfig,
     TalkRequest,
     TalkResponse,
     TextScript,
 )
-from .ports import ClientTransport, HttpPort, HttpRequest, HttpResponse, Sink
+from .ports import ClientTransport, HttpPort, HttpRequest, HttpResponse, MessagePort, Sink
 from .retry import RetryPolicy, parse_retry_after
 from .session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine, StreamSession
 from .states import CloseReason, Input, State
@@ -56,6 +58,7 @@ from .states import CloseReason, Input, State
 __all__ = ["ClientStream", "ClientTalk", "StreamClient", "TalkFailedError"]
 
 _log = logging.getLogger("talkstream.client")
+T = TypeVar("T")
 
 
 class TalkFailedError(TalkstreamError):
@@ -267,6 +270,78 @@ class ClientStream:
             await run_with_timeout(self._client.clock, within, asyncio.shield(confirmed))
         return talk
 
+    async def stream_text(
+        self,
+        chunks: Iterable[str] | AsyncIterable[str],
+        *,
+        ssml: bool = False,
+        voice: str | None = None,
+        provider: str = "microsoft",
+    ) -> ClientTalk | None:
+        """A talk whose text comes in pieces (an LLM's tokens, say), over D-ID's WebSocket API (the
+        client's port must be a `WebSocketAdapter`): each chunk goes as ``stream-text`` as it comes (one
+        that is only whitespace with the next: a blank chunk ends the text), the server speaks each phrase
+        once it is complete. Returns the talk once the last chunk is sent (it plays meanwhile), or None if
+        no chunk held anything to say."""
+        speaker = Provider(type=provider, voice_id=voice) if voice else None
+
+        def chunk(text: str, index: int) -> dict[str, Any]:
+            return StreamTextChunk(
+                input=text,
+                ssml=ssml,
+                provider=speaker,
+                index=index,
+                stream_id=self.stream_id,
+                session_id=self.session.session_id,
+            ).to_json()
+
+        return await self._stream("stream-text", _with_end(_no_blank(chunks), ""), chunk)
+
+    async def stream_audio(
+        self, chunks: Iterable[bytes] | AsyncIterable[bytes], *, sample_rate: int = 16_000
+    ) -> ClientTalk | None:
+        """A talk whose sound comes in pieces: 16-bit little-endian mono PCM at `sample_rate`, sent as
+        ``stream-audio`` chunks (at most 96,000 bytes each) over D-ID's WebSocket API; the server plays
+        them as they arrive, and an empty chunk ends the talk."""
+
+        def chunk(data: bytes, index: int) -> dict[str, Any]:
+            return StreamAudioChunk(
+                data=data,
+                sample_rate=sample_rate,
+                index=index,
+                stream_id=self.stream_id,
+                session_id=self.session.session_id,
+            ).to_json()
+
+        return await self._stream("stream-audio", _with_end(chunks, b""), chunk)
+
+    async def _stream(
+        self, kind: str, chunks: AsyncIterator[T], payload: Callable[[T, int], dict[str, Any]]
+    ) -> ClientTalk | None:
+        port = self._client.http
+        if not isinstance(port, MessagePort):
+            raise TypeError("streamed talks go over D-ID's WebSocket API: give the client a WebSocketAdapter")
+        talk: ClientTalk | None = None
+        index = 0
+        async for piece in chunks:
+            if talk is None and not self.session.allows(Input.TALK_REQUESTED):
+                raise IllegalTransition(self.session.state, Input.TALK_REQUESTED)
+            answer = await port.message(kind, payload(piece, index))
+            index += 1
+            status = answer.get("status")
+            if status == "started":
+                talk = ClientTalk(TalkResponse.from_json(answer), self._client.clock)
+                self._talks.append(talk)
+                await self.session.apply(Input.TALK_REQUESTED)
+            elif talk is not None and status in ("streaming", "ended"):
+                await self._chunk_sent()
+        return talk
+
+    async def _chunk_sent(self) -> None:
+        """More of a streamed talk went (unless the talk is over: interrupted, say)."""
+        if self.session.allows(Input.CHUNK_SENT):
+            await self.session.apply(Input.CHUNK_SENT)
+
     @property
     def received_frames(self) -> int:
         """Video frames the sink has received (0 without a sink)."""
@@ -430,6 +505,31 @@ class ClientStream:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.peer.close()
         self._client._streams.pop(self.stream_id, None)
+
+
+async def _no_blank(chunks: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    """The chunks, each whitespace-only one joined to the next: for the server a blank chunk ends the text,
+    and a language model's tokens are often only a space or a newline."""
+    held = ""
+    async for chunk in _with_end(chunks, None):
+        if chunk is None:
+            break
+        if not chunk.strip():
+            held += chunk
+            continue
+        yield held + chunk
+        held = ""
+
+
+async def _with_end(chunks: Iterable[T] | AsyncIterable[T], end: T) -> AsyncIterator[T]:
+    """The chunks, then the empty one that ends a streamed talk."""
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
+    yield end
 
 
 #: The events that say a talk is over, however it ended.

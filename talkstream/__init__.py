@@ -3,7 +3,8 @@
 Everything a user picks is importable from here; the subpackages are where it lives:
 
 - the client: `StreamClient` (with `ClientStream`, `ClientTalk`) and its `RetryPolicy`;
-- HTTP adapters for it: `AiohttpAdapter` (the network), `InProcessAdapter` (an app in this process),
+- HTTP adapters for it: `AiohttpAdapter` (the network), `WebSocketAdapter` (D-ID's WebSocket API, and
+  streamed talks), `InProcessAdapter` (an app in this process),
   `FaultyAdapter` (injected faults), and cassettes: `Recorder`, `ReplayAdapter`, `ReplayTransport`;
 - WebRTC transports: `AiortcClientTransport`, `AiortcServerTransport`, and the in-memory fake
   `MemoryNetwork` (with `NetworkKnobs`, `MemorySink`); received media goes to a `MediaSink`;
@@ -31,6 +32,7 @@ _HOMES: dict[str, str] = {
     **dict.fromkeys(("ClientStream", "ClientTalk", "StreamClient", "TalkFailedError"), "engine.client"),
     "RetryPolicy": "engine.retry",
     "AiohttpAdapter": "adapters.http.network",
+    "WebSocketAdapter": "adapters.http.websocket",
     "InProcessAdapter": "adapters.http.inprocess",
     "FaultyAdapter": "adapters.http.faulty",
     **dict.fromkeys(
@@ -97,6 +99,7 @@ __all__ = [
     "SystemClock",
     "TalkFailedError",
     "VirtualClock",
+    "WebSocketAdapter",
     "build_app",
     "load_cassette",
     "serve_app",
@@ -129,6 +132,7 @@ if TYPE_CHECKING:
     from .adapters.http.faulty import FaultyAdapter
     from .adapters.http.inprocess import InProcessAdapter
     from .adapters.http.network import AiohttpAdapter
+    from .adapters.http.websocket import WebSocketAdapter
     from .adapters.server.auth import KeyRing, RequestLimits
     from .adapters.server.build import ServerSettings, build_app
     from .adapters.server.serving import ConnectionLimits, MemoryKeeper, serve_app, tune_process

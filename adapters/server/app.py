@@ -29,6 +29,7 @@ from talkstream.engine.errors import (
 from talkstream.engine.messages import (
     CreateClipStreamRequest,
     CreateStreamRequest,
+    CreateStreamResponse,
     DeleteRequest,
     IceCandidateRequest,
     Presenter,
@@ -183,14 +184,34 @@ def _owner(request: web.Request) -> str:
     return _caller(request)[0]
 
 
-async def create_stream(request: web.Request) -> web.Response:
-    owner, granted = _caller(request)
-    message = CreateStreamRequest.from_json(await _body(request))
+async def open_talks_stream(
+    app: web.Application, owner: str, granted: frozenset[str], body: Any
+) -> CreateStreamResponse:
+    """A ``/talks/streams`` create for `owner` with `granted` permissions (over HTTP or the WebSocket)."""
+    message = CreateStreamRequest.from_json(body)
     if message.source_url.lower().startswith("file:") and "local_files" not in granted:
         raise PermissionDeniedError("this key may not use local files as sources")
     if message.session_timeout is not None and "session_timeout" not in granted:
         raise PermissionDeniedError("this key may not choose a session_timeout")
-    response = await request.app[SERVICE].create(owner, message)
+    return await app[SERVICE].create(owner, message)
+
+
+async def open_clips_stream(
+    app: web.Application, owner: str, granted: frozenset[str], body: Any
+) -> CreateStreamResponse:
+    """A ``/clips/streams`` create: the presenter's photo and driver, then the same stream as a talks one."""
+    message = CreateClipStreamRequest.from_json(body)
+    if message.session_timeout is not None and "session_timeout" not in granted:
+        raise PermissionDeniedError("this key may not choose a session_timeout")
+    if PRESENTERS not in app:
+        raise NotFoundError("this server offers no presenters")
+    stream = app[PRESENTERS].stream_request(message)
+    return await app[SERVICE].create(owner, stream, kind="clips")
+
+
+async def create_stream(request: web.Request) -> web.Response:
+    owner, granted = _caller(request)
+    response = await open_talks_stream(request.app, owner, granted, await _body(request))
     return web.json_response(response.to_json(), status=201)
 
 
@@ -236,11 +257,7 @@ def _operations(kind: StreamKind) -> list[web.RouteDef]:
 async def create_clip_stream(request: web.Request) -> web.Response:
     """``POST /clips/streams``: the presenter's photo and driver, then the same stream as a talks one."""
     owner, granted = _caller(request)
-    message = CreateClipStreamRequest.from_json(await _body(request))
-    if message.session_timeout is not None and "session_timeout" not in granted:
-        raise PermissionDeniedError("this key may not choose a session_timeout")
-    stream = request.app[PRESENTERS].stream_request(message)
-    response = await request.app[SERVICE].create(owner, stream, kind="clips")
+    response = await open_clips_stream(request.app, owner, granted, await _body(request))
     return web.json_response(response.to_json(), status=201)
 
 
@@ -263,9 +280,20 @@ async def get_presenter(request: web.Request) -> web.Response:
     return web.json_response(PresentersResponse(presenters=(presenter,)).to_json())
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    """The demo page: plain HTML, CSS and a small module that use only the public API."""
+async def index(request: web.Request) -> web.StreamResponse:
+    """The demo page: plain HTML, CSS and a small module that use only the public API; a WebSocket
+    upgrade here is D-ID's WebSocket API (its demo's `websocketUrl` is a bare host)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        from .websocket import websocket_api
+
+        return await websocket_api(request)
     return web.FileResponse(STATIC / "index.html")
+
+
+async def _websocket(request: web.Request) -> web.StreamResponse:
+    from .websocket import websocket_api  # it builds on this module's keys, limits and creates
+
+    return await websocket_api(request)
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -294,6 +322,9 @@ def create_app(
     app[KEYS] = keys
     app[LIMITS] = limits if limits is not None else RequestLimits()
     app[BODY_TIMEOUT] = body_timeout
+    from . import websocket  # it builds on this module
+
+    websocket.install(app)
     clips: list[web.RouteDef] = []
     if presenters is not None:
         app[PRESENTERS] = presenters
@@ -309,6 +340,7 @@ def create_app(
             *_operations("talks"),
             *clips,
             web.get("/openapi.json", openapi),
+            web.get("/ws", _websocket),
             web.get("/", index),
             web.static("/static", STATIC),
             *extra_routes,
