@@ -68,6 +68,7 @@ bench: setup browser-deps
 	$(BIN)/python bench/lipsync.py
 	$(BIN)/python bench/lip_tracking.py
 	$(BIN)/python bench/interrupt.py
+	$(BIN)/python bench/websocket.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/idle.py
 	$(BIN)/python bench/churn.py

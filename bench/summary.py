@@ -146,6 +146,19 @@ def _interrupt(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _websocket(r: dict[str, Any]) -> list[Row]:
+    t = r["targets"]
+    return [
+        (
+            f"WebSocket: first {name} chunk -> first talking frame p50 / p95, ms",
+            f"{r[key]['p50']} / {r[key]['p95']}",
+            f"<= {t[f'{kind}_p50_max_ms']} p50",
+            _verdict(t[f"{kind}_met"]),
+        )
+        for name, kind, key in (("text", "text", "text_first_chunk_ms"), ("PCM", "pcm", "pcm_first_chunk_ms"))
+    ]
+
+
 def _lipsync(r: dict[str, Any]) -> list[Row]:
     o = r["offset_ms"]
     return [
@@ -246,6 +259,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "lipsync": _lipsync,
     "lip_tracking": _lip_tracking,
     "interrupt": _interrupt,
+    "websocket": _websocket,
     "concurrency": _concurrency,
     "idle": _idle,
     "churn": _churn,
