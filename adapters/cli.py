@@ -147,6 +147,9 @@ def serve(args: argparse.Namespace) -> int:
             per_key=args.requests_per_second, key_burst=args.requests_per_second * 3
         ),
         body_timeout=args.body_timeout,
+        render_workers=args.render_workers,
+        talk_ttl=args.talk_ttl,
+        results_dir=Path(args.results_dir) if args.results_dir else None,
     )
     app = build_app(settings)
     base = f"http://{args.host}:{args.port}"
@@ -270,6 +273,20 @@ _DEFAULT_RATE = RequestLimits()
 _DEFAULT_CONNECTIONS = ConnectionLimits()
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be 1 or more")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be more than 0")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkstream", description="talkstream: D-ID-compatible streams")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +354,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DEFAULT_BODY_TIMEOUT,
         help=f"seconds for a request body to arrive in full, 408 after (default {DEFAULT_BODY_TIMEOUT:g})",
     )
+    srv.add_argument(
+        "--render-workers",
+        type=_at_least_one,
+        default=1,
+        help="asynchronous talks (POST /talks) rendered at once; the rest wait their turn (default 1)",
+    )
+    srv.add_argument(
+        "--talk-ttl",
+        type=_positive,
+        default=24 * 3600.0,
+        help="seconds a rendered talk and its file are kept (default 86400)",
+    )
+    srv.add_argument("--results-dir", help="where rendered talks are written (default: a temporary folder)")
     spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
     said = spk.add_mutually_exclusive_group(required=True)
     said.add_argument("--text", help="what to say")

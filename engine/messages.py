@@ -24,6 +24,7 @@ __all__ = [
     "CreateClipStreamRequest",
     "CreateStreamRequest",
     "CreateStreamResponse",
+    "CreateTalkRequest",
     "DeleteRequest",
     "ErrorBody",
     "FaceBox",
@@ -40,6 +41,7 @@ __all__ = [
     "StreamInterrupt",
     "StreamTextChunk",
     "TalkConfig",
+    "TalkInfo",
     "TalkRequest",
     "TalkResponse",
     "TextScript",
@@ -831,6 +833,90 @@ class TalkResponse:
             "video_id": self.video_id,
             "duration": self.duration,
         }
+
+
+DEFAULT_TALK_SOURCE = "bundled:astronaut"  # D-ID's default presenter stands in when no source_url is given
+
+
+@attrs.frozen(kw_only=True)
+class CreateTalkRequest:
+    """``POST /talks`` (D-ID's asynchronous talks): only `script` is required; `source_url` defaults to the
+    bundled portrait. The result is a file (``config.result_format``: mp4, or mov)."""
+
+    script: Script
+    source_url: str = DEFAULT_TALK_SOURCE
+    config: TalkConfig | None = None
+    user_data: str | None = None
+    name: str | None = None
+    webhook: str | None = None
+    result_url: str | None = None
+
+    @property
+    def result_format(self) -> str:
+        return (self.config.result_format if self.config else None) or "mp4"
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> CreateTalkRequest:
+        talk = TalkRequest.from_json(data, path)  # the script, config and user data as a stream's talk has
+        f = _Fields(data, path)
+        source = f.str_("source_url", min_len=1, blank_ok=False)
+        return cls(
+            script=talk.script,
+            source_url=source or DEFAULT_TALK_SOURCE,
+            config=talk.config,
+            user_data=talk.user_data,
+            name=f.str_("name", min_len=1, max_len=MAX_ID, blank_ok=False),
+            webhook=f.str_("webhook", min_len=1),
+            result_url=f.str_("result_url", min_len=1),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return _drop_none(
+            {
+                "script": self.script.to_json(),
+                "source_url": self.source_url,
+                "config": self.config.to_json() if self.config else None,
+                "user_data": self.user_data,
+                "name": self.name,
+                "webhook": self.webhook,
+                "result_url": self.result_url,
+            }
+        )
+
+    def as_stream(self) -> CreateStreamRequest:
+        """The face this talk is rendered with, as a stream of the same source would have it."""
+        stitch = self.config.stitch if self.config else None
+        return CreateStreamRequest(
+            source_url=self.source_url, config=StreamConfig(stitch=stitch) if stitch is not None else None
+        )
+
+
+@attrs.frozen(kw_only=True)
+class TalkInfo:
+    """``GET /talks/{id}`` (and each of ``GET /talks``): where an asynchronous talk stands."""
+
+    id: str
+    status: str
+    result_url: str | None = None
+    duration: float | None = None
+    created_at: str | None = None
+    error: ErrorBody | None = None
+
+    @classmethod
+    def from_json(cls, data: object, path: str = "body") -> TalkInfo:
+        f = _Fields(data, path)
+        talk_id = f.str_("id", required=True, min_len=1, max_len=MAX_ID)
+        status = f.str_("status", required=True, min_len=1, max_len=MAX_ID)
+        error = f.obj("error")
+        assert talk_id is not None and status is not None
+        return cls(
+            id=talk_id,
+            status=status,
+            result_url=f.str_("result_url"),
+            duration=f.number("duration", minimum=0),
+            created_at=f.str_("created_at", max_len=MAX_ID),
+            error=ErrorBody.from_json(error.data, error.path) if error else None,
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -297,7 +297,8 @@ class HttpRequest:
 
 @attrs.frozen(kw_only=True)
 class HttpResponse:
-    """The answer: status, parsed JSON body (or text, or None), headers with lower-case names."""
+    """The answer: status, parsed JSON body (or text, or None; the bytes of a video), headers with lower-case
+    names."""
 
     status: int
     body: Any

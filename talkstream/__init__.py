@@ -2,7 +2,8 @@
 
 Everything a user picks is importable from here; the subpackages are where it lives:
 
-- the client: `StreamClient` (with `ClientStream`, `ClientTalk`) and its `RetryPolicy`;
+- the client: `StreamClient` (with `ClientStream`, `ClientTalk`) and its `RetryPolicy`; `TalksClient` for
+  asynchronous talks (``/talks``: a talk rendered to a file);
 - HTTP adapters for it: `AiohttpAdapter` (the network), `WebSocketAdapter` (D-ID's WebSocket API, and
   streamed talks), `InProcessAdapter` (an app in this process),
   `FaultyAdapter` (injected faults), and cassettes: `Recorder`, `ReplayAdapter`, `ReplayTransport`;
@@ -31,6 +32,7 @@ from .engine.errors import __all__ as _error_names
 _HOMES: dict[str, str] = {
     **dict.fromkeys(("ClientStream", "ClientTalk", "StreamClient", "TalkFailedError"), "engine.client"),
     "RetryPolicy": "engine.retry",
+    **dict.fromkeys(("TalkRenderFailedError", "TalksClient"), "engine.talks_client"),
     "AiohttpAdapter": "adapters.http.network",
     "WebSocketAdapter": "adapters.http.websocket",
     "InProcessAdapter": "adapters.http.inprocess",
@@ -98,6 +100,8 @@ __all__ = [
     "Subscription",
     "SystemClock",
     "TalkFailedError",
+    "TalkRenderFailedError",
+    "TalksClient",
     "VirtualClock",
     "WebSocketAdapter",
     "build_app",
@@ -150,6 +154,7 @@ if TYPE_CHECKING:
     from .engine.service import Limits, StreamService
     from .engine.session import SessionEngine, StreamSession
     from .engine.states import TRANSITIONS, CloseReason, Input, State
+    from .engine.talks_client import TalkRenderFailedError, TalksClient
     from .transports.aiortc_client import AiortcClientTransport
     from .transports.aiortc_server import AiortcServerTransport
     from .transports.memory import MemoryNetwork, MemorySink, NetworkKnobs

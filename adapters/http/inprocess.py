@@ -163,6 +163,8 @@ def _parse(raw: bytes) -> HttpResponse:
     length = headers.get("content-length")
     if length is not None and length.isdigit():
         body = body[: int(length)]
+    if headers.get("content-type", "").startswith(("video/", "application/octet-stream")):
+        return HttpResponse(status=status, body=bytes(body), headers=headers)  # a talk's file, as is
     text = body.decode("utf-8", "replace")
     try:
         parsed: Any = json.loads(text) if text else None

@@ -40,8 +40,10 @@ class AiohttpAdapter:
             async with self._session.request(
                 request.method, self.base_url + request.path, data=data, allow_redirects=False
             ) as response:
-                text = await response.text()
                 headers = {k.lower(): v for k, v in response.headers.items()}
+                if response.content_type.startswith(("video/", "application/octet-stream")):
+                    return HttpResponse(status=response.status, body=await response.read(), headers=headers)
+                text = await response.text()
                 return HttpResponse(status=response.status, body=_parse(text), headers=headers)
         except TimeoutError as exc:
             raise TimeoutError_(f"{request.method} {request.path} timed out") from exc

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from talkstream.engine.errors import (
+    BadRequestError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -30,6 +31,7 @@ from talkstream.engine.messages import (
     CreateClipStreamRequest,
     CreateStreamRequest,
     CreateStreamResponse,
+    CreateTalkRequest,
     DeleteRequest,
     IceCandidateRequest,
     Presenter,
@@ -38,6 +40,7 @@ from talkstream.engine.messages import (
     TalkRequest,
 )
 from talkstream.engine.service import StreamKind, StreamService
+from talkstream.engine.talks import TalkJob, TalkJobs
 from talkstream.specs import OPENAPI
 
 from .auth import KeyRing, RequestLimits
@@ -280,6 +283,68 @@ async def get_presenter(request: web.Request) -> web.Response:
     return web.json_response(PresentersResponse(presenters=(presenter,)).to_json())
 
 
+TALKS: web.AppKey[TalkJobs] = web.AppKey("talks", TalkJobs)
+_RESULT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime"}
+
+
+def _talk_body(request: web.Request, job: TalkJob) -> dict[str, Any]:
+    url = f"{request.url.origin()}/talks/{job.id}/result" if job.status == "done" else None
+    return job.to_json(url)
+
+
+async def create_talk(request: web.Request) -> web.Response:
+    """``POST /talks``: a talk rendered to a file, off the event loop; poll ``GET /talks/{id}``."""
+    owner, granted = _caller(request)
+    message = CreateTalkRequest.from_json(await _body(request))
+    if message.source_url.lower().startswith("file:") and "local_files" not in granted:
+        raise PermissionDeniedError("this key may not use local files as sources")
+    if message.webhook is not None:
+        raise BadRequestError("this server sends no webhooks: poll GET /talks/{id} until it is done")
+    if message.result_url is not None:
+        raise BadRequestError("this server keeps the result itself: fetch it from the talk's result_url")
+    job = await request.app[TALKS].create(owner, message)
+    body = {
+        k: v for k, v in _talk_body(request, job).items() if k in ("id", "object", "created_at", "status")
+    }
+    return web.json_response({**body, "created_by": owner}, status=201)
+
+
+async def list_talks(request: web.Request) -> web.Response:
+    """``GET /talks?limit=N&token=T``: newest first, a page at a time (the token is where the next starts)."""
+    owner = _owner(request)
+    limit, token = request.query.get("limit", "100"), request.query.get("token", "0")
+    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+        raise ValidationError("limit", "must be a whole number from 1 to 1000")
+    if not token.isdigit():
+        raise ValidationError("token", "must be a token this server gave")
+    jobs = request.app[TALKS].list(owner)
+    start, end = int(token), int(token) + int(limit)
+    body: dict[str, Any] = {"talks": [_talk_body(request, job) for job in jobs[start:end]]}
+    if end < len(jobs):
+        body["token"] = str(end)
+    return web.json_response(body)
+
+
+async def get_talk(request: web.Request) -> web.Response:
+    job = request.app[TALKS].get(_owner(request), request.match_info["id"])
+    return web.json_response(_talk_body(request, job))
+
+
+async def delete_talk(request: web.Request) -> web.Response:
+    job = await request.app[TALKS].delete(_owner(request), request.match_info["id"])
+    return web.json_response(_talk_body(request, job))
+
+
+async def talk_result(request: web.Request) -> web.FileResponse:
+    """The talk's video, to its own key only (in the header, or ``?authorization=`` for a video element)."""
+    authorization = request.headers.get("Authorization") or request.query.get("authorization")
+    owner, _ = request.app[KEYS].caller(authorization)
+    request.app[LIMITS].check(owner)
+    path = request.app[TALKS].result(owner, request.match_info["id"])
+    kind = _RESULT_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
+    return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "private, no-store"})
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     """The demo page: plain HTML, CSS and a small module that use only the public API; a WebSocket
     upgrade here is D-ID's WebSocket API (its demo's `websocketUrl` is a bare host)."""
@@ -308,6 +373,7 @@ def create_app(
     keys: KeyRing,
     *,
     presenters: Presenters | None = None,
+    talks: TalkJobs | None = None,
     limits: RequestLimits | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     extra_routes: Iterable[web.RouteDef] = (),
@@ -326,9 +392,18 @@ def create_app(
 
     websocket.install(app)
     clips: list[web.RouteDef] = []
+    if talks is not None:
+        app[TALKS] = talks
+        clips += [
+            web.post("/talks", create_talk),
+            web.get("/talks", list_talks),
+            web.get("/talks/{id}", get_talk),
+            web.delete("/talks/{id}", delete_talk),
+            web.get("/talks/{id}/result", talk_result),
+        ]
     if presenters is not None:
         app[PRESENTERS] = presenters
-        clips = [
+        clips += [
             web.post("/clips/streams", create_clip_stream),
             *_operations("clips"),
             web.get("/clips/presenters", list_presenters),

@@ -8,6 +8,8 @@ swap any of them.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from aiohttp import web
 
 from talkstream.avatar.fetch import Fetcher, FetchPolicy
 from talkstream.avatar.presenters import PresenterBook
+from talkstream.avatar.render import FileRenderer
 from talkstream.avatar.speech import TextToSpeech, default_tts
 from talkstream.avatar.studio import AvatarStudio
 from talkstream.engine.clock import Clock, SystemClock
@@ -23,6 +26,7 @@ from talkstream.engine.messages import IceServer
 from talkstream.engine.ports import ServerTransport, Studio
 from talkstream.engine.service import Limits, StreamService
 from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, SessionEngine
+from talkstream.engine.talks import TalkJobs
 from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 
 from .app import DEFAULT_BODY_TIMEOUT, SERVICE, create_app
@@ -49,6 +53,11 @@ class ServerSettings:
     body_timeout: float = DEFAULT_BODY_TIMEOUT  # seconds for a request body to arrive in full
     # clips presenters an operator adds: id -> a photo inside media_root (the bundled one is always there)
     presenters: tuple[tuple[str, Path], ...] = ()
+    # asynchronous talks (POST /talks): rendered this many at a time, kept this long, in this folder
+    # (None: a temporary one, removed when the server stops)
+    render_workers: int = 1
+    talk_ttl: float = 24 * 3600.0
+    results_dir: Path | None = None
 
 
 def build_app(
@@ -91,10 +100,22 @@ def build_app(
         studio=wrap_studio(studio) if wrap_studio is not None else studio,
         limits=settings.limits,
     )
+    results = settings.results_dir or Path(tempfile.mkdtemp(prefix="talkstream-talks-"))
+    renderer = FileRenderer(settings.render_workers)
+    talks = TalkJobs(
+        studio=service.studio,
+        renderer=renderer,
+        clock=engine.clock,
+        folder=results,
+        workers=settings.render_workers,
+        ttl=settings.talk_ttl,
+        retry_after=settings.limits.retry_after,
+    )
     app = create_app(
         service,
         KeyRing(settings.keys),
         presenters=PresenterBook(dict(settings.presenters)),
+        talks=talks,
         limits=settings.request_limits,
         body_timeout=settings.body_timeout,
         extra_routes=extra_routes,
@@ -103,6 +124,10 @@ def build_app(
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         _log.info("text-to-speech: %s", speech.name if speech else "none (install talkstream[tts])")
         yield
+        await talks.aclose()
+        renderer.close()
+        if settings.results_dir is None:
+            shutil.rmtree(results, ignore_errors=True)
         await app[SERVICE].aclose()
         await transport.aclose()
         await studio.aclose()

@@ -187,7 +187,7 @@ async def test_openapi_is_served(api: Api) -> None:
         f"/{api}/streams{tail}"
         for api in ("talks", "clips")
         for tail in ("", "/{id}/sdp", "/{id}/ice", "/{id}")
-    } | {"/clips/presenters", "/clips/presenters/{id}"}
+    } | {"/clips/presenters", "/clips/presenters/{id}", "/talks", "/talks/{id}", "/talks/{id}/result"}
 
 
 async def test_429_when_the_server_is_full_across_keys(api: Api) -> None:

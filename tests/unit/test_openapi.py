@@ -68,7 +68,10 @@ def test_operations_and_statuses() -> None:
         ("/{id}", "delete"),
     )
     streams = {(f"/{api}/streams{tail}", verb) for api in ("talks", "clips") for tail, verb in operations}
-    assert set(ops) == streams | {("/clips/presenters", "get"), ("/clips/presenters/{id}", "get")}
+    talks = {("/talks", "post"), ("/talks", "get"), ("/talks/{id}", "get"), ("/talks/{id}", "delete")}
+    talks |= {("/talks/{id}/result", "get")}
+    presenters = {("/clips/presenters", "get"), ("/clips/presenters/{id}", "get")}
+    assert set(ops) == streams | presenters | talks
     assert "201" in ops[("/talks/streams", "post")]["responses"]
     assert "201" in ops[("/clips/streams", "post")]["responses"]
     assert "404" in ops[("/clips/streams", "post")]["responses"]  # an unknown presenter
