@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
+import av
 import jsonschema
 import yaml
 from aiohttp import web
@@ -172,6 +173,8 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
     from talkstream.transports.memory import MemoryNetwork, MemorySink, NetworkKnobs
     from talkstream.transports.sink import MediaSink
 
+    if spec.get("api") == "websocket":
+        return await _websocket_world(spec, target, transport)
     if target == "inprocess":
         clock: Clock = VirtualClock() if transport == "memory" else SystemClock()
         network = MemoryNetwork(clock, NetworkKnobs()) if transport == "memory" else None
@@ -226,6 +229,55 @@ async def make_world(spec: dict[str, Any], target: str, transport: str) -> World
         faulty, AiortcClientTransport(host_addresses=("127.0.0.1",) if local else None), retry=_retry(spec)
     )
     return World(client, faulty, raw, SystemClock(), sink=MediaSink)
+
+
+async def _websocket_world(spec: dict[str, Any], target: str, transport: str) -> World:
+    """A client on D-ID's WebSocket API: the in-process server behind a real socket on 127.0.0.1 (so real
+    time and aiortc), or the target URL."""
+    from talkstream.transports.aiortc_client import AiortcClientTransport
+    from talkstream.transports.sink import MediaSink
+
+    from .http.websocket import WebSocketAdapter
+
+    if (
+        transport == "memory"
+        or "virtual_clock" in spec.get("requires", [])
+        or "memory" in spec.get("requires", [])
+    ):
+        raise Skipped("the WebSocket API needs real sockets: the aiortc transport and the real clock")
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if target == "inprocess":
+        media_url, stop_media = await _serve_media()
+        closers.append(stop_media)
+        settings = ServerSettings(
+            keys=(DEFAULT_KEY, OTHER_KEY, f"{LIMITED_KEY} session_timeout"),
+            fetch_policy=FetchPolicy.local(("127.0.0.1/32",)),
+        )
+        runner = web.AppRunner(build_app(settings), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        closers.append(runner.cleanup)
+        base, key = f"http://127.0.0.1:{runner.addresses[0][1]}", DEFAULT_KEY
+        raw: dict[str, HttpPort] = {
+            name: AiohttpAdapter(base, value)
+            for name, value in (("default", DEFAULT_KEY), ("other", OTHER_KEY), ("wrong", WRONG_KEY))
+        }
+        local = True
+    else:
+        found = os.environ.get("TALKSTREAM_REPLAY_KEY") or os.environ.get("DID_API_KEY")
+        if not found:
+            raise Skipped("a URL target needs its key in TALKSTREAM_REPLAY_KEY")
+        base, key, media_url = target, found, None
+        raw = {"default": AiohttpAdapter(base, key), "wrong": AiohttpAdapter(base, WRONG_KEY)}
+        local = re.match(r"https?://(127\.|localhost|\[::1\])", target) is not None
+    adapter = WebSocketAdapter(base, key)
+    peers = AiortcClientTransport(host_addresses=("127.0.0.1",) if local else None)
+    client = StreamClient(adapter, peers, retry=_retry(spec))
+    world = World(client, FaultyAdapter(adapter), raw, SystemClock(), sink=MediaSink)
+    world.media_url = media_url
+    world.closers.extend(closers)
+    return world
 
 
 @attrs.define
@@ -396,6 +448,27 @@ class _Runner:
                 got = named.get(id(stopped), "an unnamed talk") if stopped is not None else "nothing"
                 raise Failed(f"interrupt: stopped {got}, expected {args['stops'] or 'nothing'}")
 
+    async def do_stream_text(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        talk = await self.world.run(stream.stream_text(args["chunks"], ssml=bool(args.get("ssml"))), 60)
+        if talk is None:
+            raise Failed("stream_text: the chunks held nothing to say")
+        if "as" in args:
+            self.talks[args["as"]] = talk
+            self.talk_streams[args["as"]] = args["stream"]
+
+    async def do_stream_audio(self, args: dict[str, Any]) -> None:
+        stream = self.stream(args["stream"])
+        pcm = _media_pcm(args["media"])
+        size = args.get("chunk_bytes", 8000)
+        pieces = [pcm[at : at + size] for at in range(0, len(pcm), size)]
+        talk = await self.world.run(stream.stream_audio(pieces), 60)
+        if talk is None:
+            raise Failed("stream_audio: the file held no sound")
+        if "as" in args:
+            self.talks[args["as"]] = talk
+            self.talk_streams[args["as"]] = args["stream"]
+
     async def do_message(self, args: dict[str, Any]) -> None:
         stream = self.stream(args["stream"])
         if not stream.peer.send_message(args["text"]):
@@ -470,6 +543,21 @@ class _Runner:
             frames = stream.received_frames if stream.sink is not None else None
             if frames is None or frames < args["frames_at_least"]:
                 raise Failed(f"expect: {frames} frames, expected at least {args['frames_at_least']}")
+
+
+def _media_pcm(name: str) -> bytes:
+    """A file of the scenario media as 16 kHz 16-bit mono PCM, what a WebSocket client streams."""
+    from talkstream.avatar.speech import decode_audio
+
+    path = (MEDIA / name).resolve()
+    if path.parent != MEDIA.resolve() or not path.is_file():
+        raise Failed(f"no scenario media named {name!r}")
+    pcm = decode_audio(path.read_bytes())  # 48 kHz
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = 48_000
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+    parts = [*resampler.resample(frame), *resampler.resample(None)]
+    return b"".join(part.to_ndarray().astype("<i2").tobytes() for part in parts)
 
 
 def _fold(inputs: list[str]) -> list[str]:

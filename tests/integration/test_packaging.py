@@ -124,5 +124,8 @@ async def test_the_installed_server_serves_its_page_spec_and_streams(installed: 
 def test_the_installed_replay_runs_the_shipped_scenarios(installed: Installed) -> None:
     replay = installed.run(str(installed.talkstream), "replay")
     assert replay.returncode == 0, replay.stdout[-3000:] + replay.stderr[-3000:]
-    shipped = len(list((ROOT / "specs" / "scenarios").glob("*.yaml")))
-    assert f"{shipped} passed, 0 failed" in replay.stdout
+    files = sorted((ROOT / "specs" / "scenarios").glob("*.yaml"))
+    # On the memory transport (replay's default) the WebSocket API's scenarios skip: it needs real sockets.
+    sockets = sum("\napi: websocket\n" in path.read_text() for path in files)
+    assert sockets >= 3
+    assert f"{len(files) - sockets} passed, 0 failed, {sockets} skipped" in replay.stdout

@@ -26,6 +26,8 @@ def test_there_are_enough_scenarios() -> None:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 async def test_scenario_in_process_on_memory(path: Path) -> None:
     outcome = await run_scenario(path, transport="memory")
+    if outcome.status == "skipped" and "WebSocket API needs real sockets" in outcome.detail:
+        pytest.skip(outcome.detail)  # and only those: every other scenario runs on memory
     assert outcome.status == "passed", outcome.detail
 
 
