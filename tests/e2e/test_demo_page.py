@@ -141,3 +141,82 @@ async def test_dids_demo_flow_from_another_origin_plays_a_talk(
     )
     assert frames > 10
     await page.evaluate("destroy()")
+
+
+DID_WS_DEMO = Path(__file__).resolve().parent / "did_demo" / "ws.html"
+
+
+async def did_ws_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(DID_WS_DEMO)
+
+
+async def test_dids_websocket_demo_flow_from_another_origin_plays_streamed_words(
+    browser: Any, server: TestServer
+) -> None:
+    """D-ID's WebSocket page: a clips presenter, word chunks, answers by messageType, delete-stream."""
+    app = web.Application()
+    app.router.add_get("/", did_ws_page)
+    site = TestServer(app, host="127.0.0.1", port=0)
+    await site.start_server()
+    try:
+        page = await browser.new_page()
+        await page.goto(str(site.make_url("/")))
+        url = str(server.make_url("")).rstrip("/").replace("http", "ws")  # the bare host, as D-ID's api.json
+        await page.evaluate(f"connect({url!r}, {KEY!r})")
+        await until(page, "['connected', 'completed'].includes(peerConnection?.iceConnectionState)")
+        await page.evaluate("streamWords()")
+        await until(page, "window.wsResults.messages.some((m) => m.startsWith('stream/done'))", within=60)
+        result = await page.evaluate("window.wsResults")
+        kinds = [a["messageType"] for a in result["answers"]]
+        assert kinds[:2] == ["init-stream", "sdp"] and "error" not in kinds, result["answers"]
+        statuses = [a["status"] for a in result["answers"] if a["messageType"] == "stream-text"]
+        assert statuses.count("started") == 1 and statuses[-1] == "ended", statuses
+        assert [m.split(":")[0] for m in result["messages"]] == ["stream/started", "stream/done"]
+        frames = await page.evaluate(
+            "document.getElementById('talk-video').getVideoPlaybackQuality().totalVideoFrames"
+        )
+        assert frames > 10
+        await page.evaluate("destroy()")
+        await until(page, "window.wsResults.answers.some((a) => a.messageType === 'delete-stream')")
+        assert len(server.app[SERVICE]) == 0
+    finally:
+        await site.close()
+
+
+async def test_the_demo_page_over_the_websocket_api_fluent_and_interrupted(
+    browser: Any, server: TestServer
+) -> None:
+    """The demo page's WebSocket mode with a fluent stream: idle video before the talk, words streamed in,
+    the Interrupt button stopping the talk, video flowing on."""
+    page = await browser.new_page()
+    await page.goto(f"{str(server.make_url('')).rstrip('/')}/#key={KEY}")
+    await page.select_option("#signalling", "websocket")
+    await page.check("#fluent")
+    await page.click("#connect")
+    await until(page, "window.demo.state === 'connected'")
+    await until(page, "window.demo.framesDecoded > 10")  # fluent: idle video with no talk asked
+    await page.fill(
+        "#text",
+        "This is a long answer, streamed in word by word, that the person will interrupt before its end.",
+    )
+    await page.click("#talk")
+    await until(page, "window.demo.state === 'talking'")
+    await asyncio.sleep(0.5)
+    await page.click("#interrupt")
+    await until(page, "window.demo.events.some((e) => e.text.includes('\"interrupted\":true'))")
+    assert await page.evaluate("window.demo.state") == "connected"
+    answers = await page.evaluate("window.demo.answers")
+    assert [a["messageType"] for a in answers][:2] == ["init-stream", "sdp"]
+    assert any(a.get("status") == "started" for a in answers if a["messageType"] == "stream-text")
+    frames = await page.evaluate("window.demo.framesDecoded")
+    await asyncio.sleep(1.0)
+    assert await page.evaluate("window.demo.framesDecoded") > frames + 10, "fluent: the video goes on"
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "demo-websocket-interrupted.png"))
+    await page.click("#destroy")
+    await until(page, "window.demo.state === 'closed'")
+    for _ in range(100):
+        if len(server.app[SERVICE]) == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert len(server.app[SERVICE]) == 0
