@@ -330,3 +330,22 @@ async def test_client_messages_that_are_not_an_interrupt_change_nothing(world: W
     assert world.server_inputs(Input.INTERRUPT_RECEIVED) == []
     (server,) = world.service.streams()
     assert server.session.state is State.CONNECTED
+
+
+async def test_the_cut_talks_late_done_does_not_end_the_next_one(world: World) -> None:
+    """Events name their talk: the interrupted talk's stream/done, arriving after the next talk was asked
+    for (an interrupt not waited for), must not end that next talk."""
+    stream = await connected(world, MemorySink(keep=4), fluent=True)
+    first = await stream.talk(audio_url=BUZZ)
+    await world.run(first.started)
+    await world.idle(0.5)
+    await stream.interrupt(within=None)
+    await world.idle(0.02)  # the interrupt has reached the server; its stream/done is not back yet
+    second = await stream.talk(audio_url=BUZZ)
+    assert not any(t.startswith("stream/done") for _, t in stream.messages)
+    for _ in range(5):
+        await world.idle(0.02)
+    assert any(t.startswith("stream/done") for _, t in stream.messages), "the cut talk's end came"
+    assert not second.finished.done(), "and did not end the talk asked after it"
+    await world.run(second.done())
+    assert not second.interrupted and second.error is None
