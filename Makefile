@@ -71,6 +71,7 @@ bench: setup browser-deps
 	$(BIN)/python bench/websocket.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/idle.py
+	$(BIN)/python bench/idle.py --fluent --streams 4 --window 10
 	$(BIN)/python bench/churn.py
 	$(BIN)/python bench/replay_suite.py
 	$(BIN)/python bench/summary.py

@@ -8,6 +8,10 @@ so no frames; only ICE consent checks and RTCP go back and forth. Over `--window
 server process's CPU time, and its resident memory before the first stream and with all of them connected.
 
 Target: server CPU <= 5 % of one core with 200 idle streams; memory per idle stream reported.
+
+With `--fluent` the streams are fluent (at the default 512 px): between talks they send idle video and
+silence, so each costs about what a talking stream does; it reports CPU per stream, against concurrency.py's
+figure for a talking one (results/idle_fluent.json).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             rss_before = process.memory_info().rss
             streams: list[ClientStream] = []
             started = time.monotonic()
+            size = {"fluent": True} if args.fluent else {"output_resolution": 256}
             for _ in range(args.streams):
-                stream = await client.create("bundled:astronaut", sink=MediaSink(), output_resolution=256)
+                stream = await client.create("bundled:astronaut", sink=MediaSink(), **size)
                 await stream.connected(within=30)
                 streams.append(stream)
             connect_seconds = time.monotonic() - started
@@ -67,6 +72,18 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     cpu_percent = user + system
     busy_threads = sorted((round(v / elapsed * 100, 2) for v in threads.values() if v > 0), reverse=True)
     per_stream = (rss_after - rss_before) / args.streams
+    if args.fluent:
+        return {
+            "benchmark": "idle_fluent",
+            "machine": machine(),
+            "streams": args.streams,
+            "still_connected": live,
+            "window_s": args.window,
+            "server_cpu_percent_of_core": round(cpu_percent, 2),
+            "server_core_per_stream": round(cpu_percent / 100 / args.streams, 3),
+            "memory_per_stream_kib": round(per_stream / 1024, 1),
+            "targets": {"met": live == args.streams},
+        }
     return {
         "benchmark": "idle",
         "machine": machine(),
@@ -84,6 +101,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
+    if result["benchmark"] == "idle_fluent":
+        return (
+            f"idle fluent: {result['streams']} fluent streams sending idle video, {result['still_connected']}"
+            f" still connected: server {result['server_cpu_percent_of_core']} % of one core,"
+            f" {result['server_core_per_stream']} core per stream, {result['memory_per_stream_kib']} KiB each"
+        )
     verdict = "met" if result["targets"]["met"] else "MISSED"
     rss = result["server_rss_mib"]
     return "\n".join(
@@ -100,7 +123,10 @@ def report(result: dict[str, Any]) -> str:
 def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--window", type=float, default=20.0)
+    parser.add_argument("--fluent", action="store_true", help="fluent streams (idle video) at 512 px")
 
 
 if __name__ == "__main__":
-    bench_main("idle", __doc__, _options, main, report)
+    import sys
+
+    bench_main("idle_fluent" if "--fluent" in sys.argv else "idle", __doc__, _options, main, report)
