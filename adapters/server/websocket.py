@@ -12,7 +12,7 @@ Every message gets exactly one answer, in order; an error while speaking a phras
 on its own, with the talk's ``video_id``. specs/websocket.schema.json is the contract.
 
 What it must never do: answer a message out of order, hold a stream's state the service does not (only
-the talk being streamed in), leave a task behind the socket, or close a socket without a reason.
+the talk being streamed in), leave a task behind the server, or close a socket without a reason.
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ class _AudioTalk:
 
 @attrs.define(eq=False)
 class _Sockets:
-    """The app's open sockets, so that shutdown can close them with a reason."""
+    """The app's open sockets, so that shutdown can close them with a reason, and the tasks speaking their
+    streamed texts (they outlive a socket that closed: what came is still said), which shutdown stops."""
 
     open: set[_Socket] = attrs.field(factory=set)
+    speakers: set[asyncio.Task[None]] = attrs.field(factory=set)
 
 
 SOCKETS: web.AppKey[_Sockets] = web.AppKey("websockets", _Sockets)
@@ -124,8 +126,12 @@ def _in_order(last: int | None, index: int | None) -> None:
 
 
 async def _close_all(app: web.Application) -> None:
-    for socket in list(app[SOCKETS].open):
+    sockets = app[SOCKETS]
+    for socket in list(sockets.open):
         await socket.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+    for task in list(sockets.speakers):
+        task.cancel()
+    await asyncio.gather(*sockets.speakers, return_exceptions=True)
 
 
 class _Socket:
@@ -139,7 +145,6 @@ class _Socket:
         self.streams: dict[str, str] = {}  # stream id -> session id, of the streams made on this socket
         self.text: dict[str, _TextTalk] = {}
         self.audio: dict[str, _AudioTalk] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
         self.bad_in_a_row = 0
 
     # -- the socket ---------------------------------------------------------------------------------------
@@ -175,9 +180,7 @@ class _Socket:
         for audio in self.audio.values():
             await self._end_audio(audio)
         self.text.clear()
-        self.audio.clear()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.audio.clear()  # (its speakers go on saying what came; shutdown stops them)
 
     async def send(self, body: dict[str, Any]) -> None:
         if self.ws.closed:
@@ -394,11 +397,12 @@ class _Socket:
 
     def _spawn(self, work: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
-        self.tasks.add(task)
-        task.add_done_callback(self._reap)
+        speakers = self.app[SOCKETS].speakers
+        speakers.add(task)
+        task.add_done_callback(lambda done: self._reap(speakers, done))
         return task
 
-    def _reap(self, task: asyncio.Task[None]) -> None:
-        self.tasks.discard(task)
+    def _reap(self, speakers: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+        speakers.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.error("ws %s: a streamed talk failed", self.id, exc_info=task.exception())
