@@ -968,6 +968,13 @@ def _stream_ref(f: _Fields) -> tuple[str | None, str | None]:
     return f.str_("stream_id", min_len=1, max_len=MAX_ID), _session_id(f)
 
 
+def _chunk_json(
+    script: dict[str, Any], index: int | None, stream_id: str | None, session_id: str | None
+) -> dict[str, Any]:
+    """A streamed talk's chunk as its payload: the script, its place, and the stream it is for."""
+    return _drop_none({"script": script, "index": index, "stream_id": stream_id, "session_id": session_id})
+
+
 @attrs.frozen(kw_only=True)
 class StreamTextChunk:
     """``stream-text``: a piece of a talk's text, in order (`index`, from 0); one whose text is blank ends
@@ -1010,14 +1017,7 @@ class StreamTextChunk:
             script["ssml"] = True
         if self.provider is not None:
             script["provider"] = self.provider.to_json()
-        return _drop_none(
-            {
-                "script": script,
-                "index": self.index,
-                "stream_id": self.stream_id,
-                "session_id": self.session_id,
-            }
-        )
+        return _chunk_json(script, self.index, self.stream_id, self.session_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -1076,14 +1076,7 @@ class StreamAudioChunk:
     def to_json(self) -> dict[str, Any]:
         encoded = base64.b64encode(self.data).decode()
         script = {"type": "audio", "input": encoded, "sample_rate": self.sample_rate}
-        return _drop_none(
-            {
-                "script": script,
-                "index": self.index,
-                "stream_id": self.stream_id,
-                "session_id": self.session_id,
-            }
-        )
+        return _chunk_json(script, self.index, self.stream_id, self.session_id)
 
 
 @attrs.frozen(kw_only=True)

@@ -137,6 +137,40 @@ def test_fluent_streams_and_the_interrupt_message() -> None:
     assert m.StreamInterrupt.from_json({"type": "stream/interrupt", "videoId": "v"}).timestamp is None
 
 
+def test_websocket_chunks_as_dids_demo_sends_them_and_back() -> None:
+    demo = {
+        "script": {
+            "type": "text",
+            "input": "word ",
+            "provider": {"type": "microsoft", "voice_id": "en-US-JennyNeural"},
+            "ssml": True,
+        },
+        "config": {"stitch": True},
+        "background": {"color": "#FFFFFF"},
+        "index": 3,
+        "session_id": "s",
+        "stream_id": "strm_1",
+        "presenter_type": "clip",
+    }
+    text = m.StreamTextChunk.from_json(demo)
+    assert (text.input, text.ssml, text.index, text.stream_id, text.ends) == (
+        "word ",
+        True,
+        3,
+        "strm_1",
+        False,
+    )
+    assert m.StreamTextChunk.from_json(text.to_json()) == text
+    assert m.StreamTextChunk.from_json({**demo, "script": {"type": "text", "input": " "}}).ends
+    listed = m.StreamAudioChunk.from_json({"script": {"type": "audio", "input": [1, 2, 255]}, "index": 0})
+    encoded = m.StreamAudioChunk.from_json({"script": {"type": "audio", "input": "AQL/"}, "index": 0})
+    assert listed == encoded and listed.data == b"\x01\x02\xff" and listed.sample_rate == 16_000
+    assert m.StreamAudioChunk.from_json(listed.to_json()) == listed
+    assert m.StreamAudioChunk.from_json({"script": {"type": "audio", "input": []}}).ends
+    message = m.WebSocketMessage.from_json({"type": "stream-text", "payload": demo})
+    assert message.to_json() == {"type": "stream-text", "payload": demo}
+
+
 def create(**extra: Any) -> dict[str, Any]:
     return {"source_url": "https://example.com/a.jpg", **extra}
 
@@ -190,6 +224,20 @@ CASES: list[tuple[type[Any], Any, str]] = [
     (m.TalkRequest, {**talk(), "metadata": {"deep": float("inf")}}, "body.metadata.deep"),
     (m.DeleteRequest, {"session_id": ["a"]}, "body.session_id"),
     (m.CreateStreamRequest, create(fluent="true"), "body.fluent"),
+    (m.WebSocketMessage, {"type": "fly", "payload": {}}, "message.type"),
+    (m.WebSocketMessage, {"type": "sdp", "payload": []}, "message.payload"),
+    (m.StreamTextChunk, {"script": {"type": "audio"}}, "payload.script.type"),
+    (m.StreamTextChunk, {"script": {"type": "text", "input": "x" * 10_001}}, "payload.script.input"),
+    (m.StreamTextChunk, {"script": {"type": "text", "input": "x"}, "index": -1}, "payload.index"),
+    (m.StreamAudioChunk, {"script": {"type": "audio", "input": [0, 256]}}, "payload.script.input"),
+    (m.StreamAudioChunk, {"script": {"type": "audio", "input": [True]}}, "payload.script.input"),
+    (m.StreamAudioChunk, {"script": {"type": "audio", "input": "@@"}}, "payload.script.input"),
+    (m.StreamAudioChunk, {"script": {"type": "audio", "input": [0] * 96_001}}, "payload.script.input"),
+    (
+        m.StreamAudioChunk,
+        {"script": {"type": "audio", "input": [], "sample_rate": 4000}},
+        "payload.script.sample_rate",
+    ),
     (m.StreamInterrupt, {"videoId": "v"}, "message.type"),
     (m.StreamInterrupt, {"type": "stream/done", "videoId": "v"}, "message.type"),
     (m.StreamInterrupt, {"type": "stream/interrupt"}, "message.videoId"),
