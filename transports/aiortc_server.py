@@ -149,6 +149,8 @@ class AiortcServerPeer:
         self._pending: list[tuple[str, str | None, int | None]] = []
         self._pending_end = False
         self.mdns_dropped = 0  # browsers' .local candidates left unresolved
+        self._remote_candidates = 0  # in the answer and trickled: an end marker before any waits for one
+        self._end_deferred = False
         self._answered = False
         self._closed = False
         self._connected_reported = False
@@ -238,6 +240,7 @@ class AiortcServerPeer:
         except Exception as exc:
             raise TransportError(f"could not apply the answer: {exc}") from exc
         self._answered = True
+        self._remote_candidates += sum(line.startswith("a=candidate:") for line in sdp.splitlines())
         self._listen_for_the_peer()
         pending, self._pending = self._pending, []
         for candidate, mid, index in pending:
@@ -295,8 +298,18 @@ class AiortcServerPeer:
             await self._pc.addIceCandidate(parsed)
         except ValueError as exc:
             raise BadRequestError(f"invalid candidate: {exc}") from exc
+        self._remote_candidates += 1
+        if self._end_deferred:
+            self._end_deferred = False
+            await self._add_end()
 
     async def _add_end(self) -> None:
+        if self._remote_candidates == 0:
+            # An end marker before any remote candidate (posted before the answer, say, by a client that
+            # trickles): aioice would fail at once with no pairs to check. It waits for a candidate; the
+            # session's connect timeout bounds the wait.
+            self._end_deferred = True
+            return
         if self.mdns_dropped:
             # The peer hid addresses behind names we do not resolve; its checks will reveal them as
             # peer-reflexive candidates. Telling aioice "no more candidates" now would let it declare

@@ -348,6 +348,52 @@ async def test_a_browser_hiding_behind_mdns_still_connects(api: Api, server: Any
         await peer.close()
 
 
+async def test_an_end_marker_before_any_candidate_waits_for_one(api: Api, server: Any) -> None:
+    """A client that trickles can post its end-of-candidates marker before its answer and candidates land
+    (a relay-only browser waiting on TURN does). aioice, told "no more candidates" with none, fails at once;
+    the server keeps the marker until a candidate has come."""
+    from talkstream.adapters.server.app import SERVICE
+
+    peer = Peer()
+    try:
+        status, created, _ = await api.call("POST", "/talks/streams", {"source_url": "bundled:astronaut"})
+        stream_id, session_id = created["id"], created["session_id"]
+        answer = await peer.answer(created["offer"]["sdp"])
+        lines = answer.splitlines()
+        candidates = [line[2:] for line in lines if line.startswith("a=candidate:")]
+        bare = (
+            "\r\n".join(x for x in lines if not x.startswith(("a=candidate:", "a=end-of-candidates")))
+            + "\r\n"
+        )
+        status, _, _ = await api.call("POST", f"/talks/streams/{stream_id}/ice", {"session_id": session_id})
+        assert status == 200
+        status, _, _ = await api.call(
+            "POST",
+            f"/talks/streams/{stream_id}/sdp",
+            {"answer": {"type": "answer", "sdp": bare}, "session_id": session_id},
+        )
+        assert status == 200
+        await asyncio.sleep(0.3)  # what aioice needs to give up on an empty check list
+        streams = server.app[SERVICE].streams()
+        assert streams, "the end marker, with no candidate to go with, failed ICE and closed the stream"
+        (stream,) = streams  # (the peer's own checks may have connected it by now: that is fine)
+        for candidate in candidates:
+            status, reply, _ = await api.call(
+                "POST",
+                f"/talks/streams/{stream_id}/ice",
+                {"candidate": candidate, "sdpMid": "0", "sdpMLineIndex": 0, "session_id": session_id},
+            )
+            assert (status, reply) == (200, {"status": "success"})
+        await asyncio.wait_for(peer.connected.wait(), 20)
+        for _ in range(200):
+            if stream.session.state is State.CONNECTED:
+                break
+            await asyncio.sleep(0.01)
+        assert stream.session.state is State.CONNECTED, stream.session.history
+    finally:
+        await peer.close()
+
+
 async def test_an_idle_stream_reports_every_few_seconds_and_a_talking_one_often(api: Api) -> None:
     """aiortc would send a sender report every 0.5-1.5 s from each idle sender; the server waits about 5 s
     (RFC 3550's minimum) while it sends no media, and keeps aiortc's pace once it does."""
