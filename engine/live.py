@@ -128,13 +128,14 @@ _TAG = re.compile(r"<[^>]*>?")
 class PhraseSplitter:
     """Collects streamed text and gives back the phrases it completes: up to a sentence end (``. ! ? ; :``
     and an ellipsis, before a space) or an SSML ``<break>``; a clause end (a comma) once the phrase holds
-    `long_words` words; any space once it holds `max_words` (text with no punctuation still gets spoken).
-    `flush` gives the rest."""
+    `long_words` words; any space once it holds `max_words` (text with no punctuation still gets spoken),
+    and `max_chars` characters in any case. `flush` gives the rest."""
 
-    def __init__(self, *, long_words: int = 8, max_words: int = 30) -> None:
+    def __init__(self, *, long_words: int = 8, max_words: int = 30, max_chars: int = 1000) -> None:
         self._text = ""
         self.long_words = long_words
         self.max_words = max_words
+        self.max_chars = max_chars  # text with no space at all is cut here (and never held longer)
 
     def feed(self, text: str) -> list[str]:
         self._text += text
@@ -170,4 +171,7 @@ class PhraseSplitter:
                     return word.end()
         if len(words) >= self.max_words:
             return words[self.max_words - 1].end()
+        if len(text) > self.max_chars:
+            space = text.rfind(" ", 0, self.max_chars)
+            return space + 1 if space > 0 and not in_tag(space) else self.max_chars
         return None

@@ -37,6 +37,7 @@ from talkstream.engine.errors import (
 )
 from talkstream.engine.live import LiveSpeech, PhraseSplitter
 from talkstream.engine.messages import (
+    MAX_TEXT,
     DeleteRequest,
     IceCandidateRequest,
     Provider,
@@ -72,6 +73,7 @@ class _TextTalk:
     last_index: int | None = None
     speaker: asyncio.Task[None] | None = None
     video_id: str | None = None
+    length: int = 0  # characters so far: a talk's text is at most MAX_TEXT, as over HTTP
 
 
 @attrs.define(eq=False)
@@ -206,7 +208,11 @@ class _Socket:
                 raise ValidationError("message", "must be JSON") from None
             message = WebSocketMessage.from_json(data)
             kind = message.type
-            self.app[LIMITS].check(self.owner)
+            if not self._continues_a_talk(kind, message.payload):
+                # Each message is a request against the key's rate, but the chunks of a talk already
+                # started are its body arriving: they are paced by the talk itself (LiveSpeech holds the
+                # reader back once 5 s wait), as D-ID's demo sends a TTS's PCM as fast as it comes.
+                self.app[LIMITS].check(self.owner)
             handler: Callable[[Any], Awaitable[dict[str, Any]]] = getattr(
                 self, "do_" + kind.replace("-", "_")
             )
@@ -221,6 +227,18 @@ class _Socket:
             return
         self.bad_in_a_row = 0
         await self.send({"messageType": kind, **reply})
+
+    def _continues_a_talk(self, kind: str, payload: Any) -> bool:
+        """Whether a chunk belongs to a talk this socket is streaming in (not one that starts a talk)."""
+        if kind not in ("stream-text", "stream-audio") or not isinstance(payload, dict):
+            return False
+        talks: dict[str, Any] = self.text if kind == "stream-text" else self.audio
+        try:
+            stream_id, _ = self.target(payload)
+        except TalkstreamError:
+            return False
+        talk = talks.get(stream_id)
+        return talk is not None and payload.get("index") != 0
 
     # -- which stream ---------------------------------------------------------------------------------------
 
@@ -286,6 +304,9 @@ class _Socket:
             talk = _TextTalk(session_id=session_id, ssml=chunk.ssml, provider=chunk.provider)
             self.text[stream_id] = talk
         talk.last_index = chunk.index if chunk.index is not None else talk.last_index
+        talk.length += len(chunk.input)
+        if talk.length > MAX_TEXT:
+            raise ValidationError("payload.script.input", f"the talk's text is over {MAX_TEXT} characters")
         if chunk.ends:
             answer = await self._end_text(stream_id, talk)
         else:

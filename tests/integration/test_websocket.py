@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from talkstream.adapters.http.websocket import WebSocketAdapter
 from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.engine.client import StreamClient
-from talkstream.engine.errors import ValidationError
+from talkstream.engine.errors import TalkstreamError, ValidationError
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import Input, State
 from talkstream.specs import WEBSOCKET_SCHEMA
@@ -385,3 +385,52 @@ async def test_a_text_without_a_sentence_end_starts_with_its_end_chunk(client: S
     with pytest.raises(ValidationError) as refused:
         await adapter.message("stream-text", {"script": {"type": "text", "input": "x"}, "index": 1, **ref})
     assert refused.value.details == {"payload.index": "1 came after 1"}
+
+
+async def test_a_talks_chunks_are_its_body_not_requests_but_new_talks_are(tmp_path: Any) -> None:
+    """The key's request rate counts messages, except the chunks of a talk already streaming in (D-ID's
+    demo sends a TTS's PCM as fast as it comes: they are paced by the talk itself)."""
+    from talkstream.adapters.server.auth import RequestLimits
+
+    settings = ServerSettings(
+        keys=(KEY,), media_root=tmp_path, request_limits=RequestLimits(per_key=0.01, key_burst=12)
+    )
+    server = TestServer(build_app(settings), host="127.0.0.1", port=0)
+    await server.start_server()
+    adapter = WebSocketAdapter(str(server.make_url("")).rstrip("/"), KEY)
+    try:
+        async with StreamClient(adapter, AiortcClientTransport(), retry=RetryPolicy.none()) as client:
+            stream = await client.create("bundled:astronaut", sink=MediaSink(), output_resolution=160)
+            await stream.connected(within=30)
+            pcm = np.zeros(16_000 * 4, "<i2").tobytes()
+            talk = await stream.stream_audio(pcm[at : at + 1000] for at in range(0, len(pcm), 1000))  # 129
+            assert talk is not None
+            await talk.done(within=30)
+
+            async def new_talks() -> None:
+                for _ in range(12):
+                    await stream.stream_text(["Again."])
+
+            with pytest.raises(TalkstreamError) as limited:  # a new talk is a request: over the rate
+                await new_talks()
+            assert limited.value.kind == "TooManyRequestsError"
+    finally:
+        await server.close()
+
+
+async def test_a_streamed_text_is_at_most_dids_40000_characters(client: StreamClient) -> None:
+    stream = await client.create("bundled:astronaut", sink=MediaSink(), output_resolution=160)
+    await stream.connected(within=30)
+    adapter = client.http
+    assert isinstance(adapter, WebSocketAdapter)
+    ref = {"stream_id": stream.stream_id, "session_id": stream.session.session_id}
+    for index in range(4):
+        await adapter.message(
+            "stream-text", {"script": {"type": "text", "input": "word " * 2000}, "index": index, **ref}
+        )
+    with pytest.raises(ValidationError) as refused:
+        await adapter.message(
+            "stream-text", {"script": {"type": "text", "input": "word " * 2000}, "index": 4, **ref}
+        )
+    assert "over 40000 characters" in str(refused.value.details)
+    await stream.interrupt()

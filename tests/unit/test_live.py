@@ -109,3 +109,12 @@ def test_pcm_chunks_split_anywhere_make_the_same_speech() -> None:
     assert pieces.seconds == pytest.approx(1.0)
     with pytest.raises(BadRequestError):
         PcmFeed(4000)
+
+
+def test_text_with_no_space_is_cut_rather_than_held() -> None:
+    splitter = PhraseSplitter(max_chars=1000)
+    assert splitter.feed("x" * 999) == []
+    (cut,) = splitter.feed("x" * 600)
+    assert cut == "x" * 1000 and splitter.pending == "x" * 599
+    spaced = PhraseSplitter(max_chars=20, max_words=99).feed("aaaa bbbb cccc dddd eeee")
+    assert spaced == ["aaaa bbbb cccc dddd"]  # at the last space within the 20 characters
