@@ -7,13 +7,18 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PACKAGES := engine transports adapters avatar specs
 
-.PHONY: run test lint typecheck pytest bench setup system-deps browser-deps clean
+.PHONY: run test cluster lint typecheck pytest bench setup system-deps browser-deps cluster-deps clean
 
 # The embedded server on 127.0.0.1:8000 with the bundled portrait; it prints its API key.
 run: setup
 	$(BIN)/talkstream serve --port $(or $(PORT),8000)
 
-test: setup browser-deps lint typecheck pytest
+test: setup browser-deps cluster-deps lint typecheck pytest
+
+# Redis, coturn, HAProxy on 127.0.0.1:$(PORT) (default 8000) and $(WORKERS) workers (default 3), from deploy/;
+# it prints the URL and a key; Ctrl-C stops everything.
+cluster: setup cluster-deps
+	$(BIN)/talkstream cluster --port $(or $(PORT),8000) --workers $(or $(WORKERS),3)
 
 setup: $(STAMP)
 
@@ -28,10 +33,11 @@ system-deps:
 
 # Re-install whenever the project's metadata changes; the stamp makes a second run a no-op.
 # The tts extra (espeak-ng, GPL-3.0) is installed for the demo and the tests; the library never needs it.
+# The cluster extra (redis-py) is what `serve --redis` and `talkstream cluster` use.
 $(STAMP): pyproject.toml | system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,tts]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tts,cluster]'
 	touch $@
 
 # Debian's Chromium for the real-browser tests (tests/e2e); Playwright drives it, never downloads one.
@@ -39,6 +45,13 @@ browser-deps:
 	@if ! test -x /usr/bin/chromium; then \
 		echo "installing Debian's chromium"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
+
+# Debian's redis-server, haproxy and coturn for the cluster and relay tests. None is started as a service:
+# each test starts its own on 127.0.0.1 (coturn's configuration: deploy/turnserver.conf).
+cluster-deps:
+	@if ! test -x /usr/bin/redis-server || ! test -x /usr/sbin/haproxy || ! test -x /usr/bin/turnserver; then \
+		echo "installing redis-server haproxy coturn"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy coturn; fi
 
 lint: setup
 	$(BIN)/ruff check .
@@ -74,6 +87,7 @@ bench: setup browser-deps
 	$(BIN)/python bench/idle.py --fluent --streams 4 --window 10
 	$(BIN)/python bench/churn.py
 	$(BIN)/python bench/replay_suite.py
+	$(BIN)/python bench/cluster.py
 	$(BIN)/python bench/summary.py
 
 clean:

@@ -13,7 +13,7 @@ import logging
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -22,12 +22,13 @@ import attrs
 from talkstream.adapters.server.app import DEFAULT_BODY_TIMEOUT
 from talkstream.adapters.server.auth import RequestLimits
 from talkstream.adapters.server.serving import ConnectionLimits
+from talkstream.adapters.server.turn import DEFAULT_TURN_TTL, TurnCredentials
 from talkstream.engine.clock import VirtualClock
 from talkstream.engine.errors import IllegalTransition, TalkstreamError
 from talkstream.engine.events import SessionClosed, SessionEvent, SessionOpened, StateChanged
 from talkstream.engine.messages import IceServer
 from talkstream.engine.service import Limits
-from talkstream.engine.session import SessionEngine
+from talkstream.engine.session import WORKER_ID, SessionEngine
 from talkstream.engine.states import TRANSITIONS, Input, mermaid_diagram
 from talkstream.specs import SCENARIOS
 
@@ -82,13 +83,42 @@ async def simulate(idle_timeout: float, out: list[str]) -> int:
     return 0 if session.close_reason is not None else 1
 
 
+TURN_SECRET_ENV = "TALKSTREAM_TURN_SECRET"
+
+
+def turn_credentials(args: argparse.Namespace, environ: Mapping[str, str]) -> TurnCredentials | None:
+    """`serve`'s TURN settings: --turn-url (repeatable), the shared secret from --turn-secret-file or else
+    the environment's TALKSTREAM_TURN_SECRET (never the command line: other users see it there), --turn-ttl.
+    None without --turn-url; ValueError, with a message that never holds the secret, for a bad setting."""
+    urls = tuple(args.turn_url or ())
+    if not urls:
+        if args.turn_secret_file:
+            raise ValueError("--turn-secret-file needs --turn-url")
+        return None
+    if args.turn_secret_file:
+        named = f"--turn-secret-file {args.turn_secret_file}"
+        try:
+            secret = Path(args.turn_secret_file).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"{named}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:  # its message would quote a byte of the secret
+            raise ValueError(f"{named}: not UTF-8 text") from None
+        if not secret:
+            raise ValueError(f"{named}: empty")
+    else:
+        secret = environ.get(TURN_SECRET_ENV, "").strip()
+        if not secret:
+            raise ValueError(f"--turn-url needs the shared secret: --turn-secret-file or {TURN_SECRET_ENV}")
+    return TurnCredentials(urls=urls, secret=secret, ttl=args.turn_ttl)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the embedded server until interrupted (SIGINT/SIGTERM close every stream first)."""
     from talkstream.avatar.fetch import FetchPolicy
     from talkstream.avatar.presenters import BUNDLED_PRESENTER, DEMO_PRESENTER_IDS
 
     from .server.app import SERVICE
-    from .server.build import ServerSettings, build_app
+    from .server.build import ServerSettings, build_app, drain_app
     from .server.serving import (
         ConnectionLimits,
         MemoryKeeper,
@@ -111,6 +141,18 @@ def serve(args: argparse.Namespace) -> int:
     if generated:
         keys = [f"demo:{secrets.token_urlsafe(18)}"]
     ice_servers = tuple(IceServer(urls=url) for url in args.ice_server or ())
+    for url in args.ice_server or ():
+        if url.lower().startswith(("turn:", "turns:")):
+            print(
+                f"warning: --ice-server {url} is handed out without credentials (browsers refuse it); "
+                "give a TURN server with --turn-url and a shared secret",
+                file=sys.stderr,
+            )
+    try:
+        turn = turn_credentials(args, os.environ)
+    except ValueError as exc:
+        print(f"talkstream serve: {exc}", file=sys.stderr)
+        return 2
     presenters: list[tuple[str, Path]] = []
     taken = {BUNDLED_PRESENTER, *DEMO_PRESENTER_IDS}
     for given in args.presenter or ():
@@ -132,6 +174,7 @@ def serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         keys=tuple(keys),
         ice_servers=ice_servers,
+        turn=turn,
         host_addresses=tuple(args.ice_host) if args.ice_host else ("127.0.0.1",),
         media_root=Path(args.media_root) if args.media_root else None,
         presenters=tuple(presenters),
@@ -150,6 +193,11 @@ def serve(args: argparse.Namespace) -> int:
         render_workers=args.render_workers,
         talk_ttl=args.talk_ttl,
         results_dir=Path(args.results_dir) if args.results_dir else None,
+        worker=args.worker_id,
+        redis_url=args.redis or os.environ.get("TALKSTREAM_REDIS_URL") or None,
+        cluster_streams=args.max_cluster_streams,
+        lease=args.lease,
+        drain_timeout=args.drain_timeout,
     )
     app = build_app(settings)
     base = f"http://{args.host}:{args.port}"
@@ -162,6 +210,12 @@ def serve(args: argparse.Namespace) -> int:
         else:
             print(f"demo page: {base}/ (type your key there)", flush=True)
         print(f'try: source_url "bundled:astronaut"; OpenAPI at {base}/openapi.json', flush=True)
+        if turn is not None:
+            logging.getLogger("talkstream").info(
+                "TURN: each stream's client gets credentials good for %d s at %s",
+                turn.ttl,
+                " ".join(turn.urls),
+            )
         logging.getLogger("talkstream").info(
             "open files allowed: %d; connections served at once: %d; process tuning: %s",
             descriptors,
@@ -171,8 +225,53 @@ def serve(args: argparse.Namespace) -> int:
 
     limits = ConnectionLimits(max_connections=connections, header_timeout=args.header_timeout)
     keeper = MemoryKeeper(lambda: app[SERVICE].closed_count)
-    asyncio.run(serve_app(app, args.host, args.port, limits, started=started, keeper=keeper))
+    asyncio.run(
+        serve_app(
+            app,
+            args.host,
+            args.port,
+            limits,
+            started=started,
+            keeper=keeper,
+            drain=lambda: drain_app(app, settings.drain_timeout),
+        )
+    )
     return 0
+
+
+async def manage_keys(args: argparse.Namespace) -> int:
+    """`talkstream keys add|remove|count`: a cluster's keys in its Redis (as digests: Redis never holds one).
+    The key is read from TALKSTREAM_KEY or standard input, so it never shows in a process list."""
+    from .server.auth import KeyRing
+    from .server.redis_state import RedisState, add_keys, remove_keys
+
+    url = args.redis or os.environ.get("TALKSTREAM_REDIS_URL")
+    if not url:
+        print("talkstream keys: give --redis URL or TALKSTREAM_REDIS_URL", file=sys.stderr)
+        return 2
+    state = RedisState(url, timeout=5.0)
+    try:
+        if args.action == "count":
+            print(await state.run("count keys", state.client.hlen(state.name("keys"))))
+            return 0
+        key = os.environ.get("TALKSTREAM_KEY") or sys.stdin.readline().strip()
+        try:
+            ((digest, granted),) = KeyRing([" ".join([key, *args.permissions])]).entries()
+        except ValueError as exc:
+            print(f"talkstream keys: {exc}", file=sys.stderr)
+            return 2
+        if args.action == "add":
+            await add_keys(state, [(digest, granted)])
+            print(f"added {digest[:16]}… ({' '.join(sorted(granted)) or 'no permissions'})")
+        else:
+            removed = await remove_keys(state, [digest])
+            print(f"removed {removed} key(s)")
+        return 0
+    except TalkstreamError as exc:
+        print(f"talkstream keys: {exc.description}", file=sys.stderr)
+        return 1
+    finally:
+        await state.aclose()
 
 
 def local_photo(source: str) -> Path | None:
@@ -280,6 +379,19 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _worker_id(text: str) -> str:
+    if not WORKER_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError("1 to 16 lowercase letters or digits")
+    return text
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds, 0 or more")
+    return value
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -307,7 +419,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a clips presenter: its id and a photo inside --media-root (repeatable)",
     )
     srv.add_argument(
-        "--ice-server", action="append", help="an ICE server URL handed to peers (default: none)"
+        "--ice-server",
+        action="append",
+        help="an ICE server URL handed to clients (repeatable; default: none); the server's own peers use "
+        "only the stun: ones",
+    )
+    srv.add_argument(
+        "--turn-url",
+        action="append",
+        help="a TURN server URL (turn: or turns:) handed to each client with fresh credentials from the "
+        "server's shared secret (coturn's use-auth-secret; repeatable)",
+    )
+    srv.add_argument(
+        "--turn-secret-file",
+        help=f"a file holding the TURN server's shared secret (else the environment's {TURN_SECRET_ENV})",
+    )
+    srv.add_argument(
+        "--turn-ttl",
+        type=_at_least_one,
+        default=DEFAULT_TURN_TTL,
+        help="seconds each client's TURN credentials are good for new allocations "
+        f"(default {DEFAULT_TURN_TTL})",
     )
     srv.add_argument("--ice-host", action="append", help="an address the server offers as a host candidate")
     srv.add_argument(
@@ -367,6 +499,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds a rendered talk and its file are kept (default 86400)",
     )
     srv.add_argument("--results-dir", help="where rendered talks are written (default: a temporary folder)")
+    srv.add_argument(
+        "--worker-id",
+        type=_worker_id,
+        help="this worker's name in a cluster (1-16 lowercase letters or digits): it leads every stream, "
+        "session and talk id, so a proxy routes their requests here",
+    )
+    srv.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share keys, stream quotas and request rates with other workers through this Redis "
+        "(redis://host:port/db; also TALKSTREAM_REDIS_URL); the keys given are added to it",
+    )
+    srv.add_argument(
+        "--max-cluster-streams",
+        type=_at_least_one,
+        default=1000,
+        help="with --redis: live streams in the whole cluster (default 1000); --max-streams caps this worker",
+    )
+    srv.add_argument(
+        "--lease",
+        type=_positive,
+        default=15.0,
+        help="with --redis: seconds a dead worker's streams go on counting against the quotas (default 15)",
+    )
+    srv.add_argument(
+        "--drain-timeout",
+        type=_non_negative,
+        default=30.0,
+        help="on SIGTERM: seconds playing talks may take to finish before streams close (default 30; "
+        "SIGINT or a second signal closes at once)",
+    )
     spk = commands.add_parser("talk", help="connect with the client over WebRTC, speak, and write an MP4")
     said = spk.add_mutually_exclusive_group(required=True)
     said.add_argument("--text", help="what to say")
@@ -394,12 +557,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sim = commands.add_parser("simulate", help="drive one session through its life on the virtual clock")
     sim.add_argument("--idle-timeout", type=float, default=300.0, help="seconds (default 300)")
+    clu = commands.add_parser(
+        "cluster",
+        help="Redis, coturn, HAProxy and N workers on this machine, from deploy/ (Ctrl-C stops them all)",
+    )
+    clu.add_argument("--workers", type=_at_least_one, default=3, help="talkstream serve workers (default 3)")
+    clu.add_argument("--port", type=int, default=8000, help="HAProxy's API port on 127.0.0.1 (default 8000)")
+    clu.add_argument("--stats-port", type=int, default=8404, help="HAProxy's statistics page (default 8404)")
+    clu.add_argument(
+        "--worker-port",
+        type=int,
+        default=8101,
+        help="the first worker's port; the others follow (default 8101)",
+    )
+    clu.add_argument("--no-turn", action="store_true", help="no coturn, no TURN credentials")
+    clu.add_argument("--folder", help="logs, configurations and Redis' data (default: a temporary folder)")
+    clu.add_argument(
+        "--drain-timeout", type=_non_negative, default=10.0, help="each worker's drain on stop (default 10)"
+    )
+    clu.add_argument(
+        "serve_args", nargs="*", help="after --: more `talkstream serve` options for every worker"
+    )
+    keys = commands.add_parser("keys", help="add, remove or list the API keys a cluster's Redis holds")
+    keys.add_argument("action", choices=["add", "remove", "count"])
+    keys.add_argument(
+        "permissions",
+        nargs="*",
+        help="with add: the key's permissions (default: all); the key comes from "
+        "TALKSTREAM_KEY or standard input, never the command line",
+    )
+    keys.add_argument("--redis", metavar="URL", help="the cluster's Redis (default: TALKSTREAM_REDIS_URL)")
     states = commands.add_parser("states", help="print the transition table")
     states.add_argument("--mermaid", action="store_true", help="as a Mermaid state diagram")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
         return serve(args)
+    if args.command == "cluster":
+        from .cluster import ClusterPlan, run_cluster
+
+        return run_cluster(
+            ClusterPlan(
+                workers=args.workers,
+                port=args.port,
+                stats_port=args.stats_port,
+                worker_ports=tuple(range(args.worker_port, args.worker_port + args.workers)),
+                turn=not args.no_turn,
+                folder=Path(args.folder) if args.folder else None,
+                drain_timeout=args.drain_timeout,
+                serve_args=tuple(args.serve_args),
+            )
+        )
+    if args.command == "keys":
+        return asyncio.run(manage_keys(args))
     if args.command == "replay":
         if args.transport is None:
             args.transport = "memory" if args.target == "inprocess" else "aiortc"

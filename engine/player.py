@@ -66,9 +66,11 @@ def _never() -> bool:
 
 @attrs.define(eq=False)
 class Canvas:
-    """The frame array a stream's player draws into, again and again; None while the stream is idle."""
+    """The frame array a stream's player draws into, again and again (None while the stream is idle), and
+    `on_frame`, called as each frame has left (for metrics: it must return at once)."""
 
     frame: VideoFrame | None = None
+    on_frame: Callable[[], None] | None = None
 
 
 def warmup() -> PreparedSpeech:
@@ -89,10 +91,12 @@ class Timeline:
     start_clock: float
     start_media: float
     k: int = 0
+    on_frame: Callable[[], None] | None = None
 
     @classmethod
-    def starting_now(cls, clock: Clock, peer: ServerPeer) -> Timeline:
-        return cls(clock, peer, clock.now(), peer.media_time())
+    def starting_now(cls, clock: Clock, peer: ServerPeer, canvas: Canvas | None = None) -> Timeline:
+        """A timeline from now; `canvas`'s `on_frame` hears each frame it sends."""
+        return cls(clock, peer, clock.now(), peer.media_time(), on_frame=canvas.on_frame if canvas else None)
 
     @property
     def at(self) -> float:
@@ -110,6 +114,8 @@ class Timeline:
         at = self.start_media + self.k * FRAME_SECONDS
         self.k += 1
         await self.peer.send_video(frame, at)
+        if self.on_frame is not None:
+            self.on_frame()
         if pcm is None:
             return
         for a in range(len(pcm) // AUDIO_FRAME_SAMPLES):
@@ -206,7 +212,7 @@ async def play(
 ) -> bool:
     """Play `speech` to `peer` on a timeline of its own, then send the face at rest; return False when
     `stopped` cut it short (its lips close over the frames before the rest frame)."""
-    timeline = Timeline.starting_now(clock, peer)
+    timeline = Timeline.starting_now(clock, peer, canvas)
     cut = await _talk(speech, face, canvas, timeline, stopped, lambda: 1.0)
     if cut is not None:
         sound = cut.sound
@@ -231,7 +237,7 @@ class FluentPlayer:
     def __init__(self, peer: ServerPeer, face: Face, clock: Clock, canvas: Canvas) -> None:
         self.face = face
         self.canvas = canvas
-        self.timeline = Timeline.starting_now(clock, peer)
+        self.timeline = Timeline.starting_now(clock, peer, canvas)
         self.motion = IDLE_MOTION
         self._silence = np.zeros(SAMPLES_PER_VIDEO_FRAME, np.int16)
         self._cut = _Cut(None, [])

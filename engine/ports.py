@@ -36,10 +36,12 @@ __all__ = [
     "ReportCallback",
     "ServerPeer",
     "ServerTransport",
+    "ServiceObserver",
     "Sink",
     "Speech",
     "SpeechFeed",
     "SpeechStream",
+    "StreamQuota",
     "Studio",
     "VideoCodec",
     "VideoFrame",
@@ -136,6 +138,41 @@ class ServerTransport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class StreamQuota(Protocol):
+    """Who may hold another live stream: per key and in all, counted here or shared by several servers
+    (`engine.service.LocalQuota` in this process; `adapters.server.redis_state`'s across a cluster)."""
+
+    async def acquire(self, owner: str, stream_id: str) -> None:
+        """Count `stream_id` against `owner`'s and the total quota, or raise (429 over a quota, 503 when the
+        shared state cannot be reached) and count nothing."""
+        ...
+
+    async def release(self, owner: str, stream_id: str) -> None:
+        """`stream_id` is closed: it no longer counts. Never raises (a shared count it cannot reach frees
+        the stream when its lease runs out)."""
+        ...
+
+
+class ServiceObserver(Protocol):
+    """What a stream service reports as it works, for metrics. Every method is called on the event loop and
+    must return at once."""
+
+    def connected(self, seconds: float) -> None:
+        """A stream connected, `seconds` after its create."""
+
+    def first_frame(self, seconds: float) -> None:
+        """A talk's first frame left, `seconds` after the talk was asked for."""
+
+    def frame_sent(self) -> None:
+        """One video frame left."""
+
+    def talk_ended(self, outcome: Literal["done", "interrupted", "error", "rejected"]) -> None:
+        """A talk ended so."""
+
+    def error(self, kind: str) -> None:
+        """A client was told of an error of this kind (an answer or a ``stream/error``)."""
 
 
 @attrs.frozen

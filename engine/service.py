@@ -13,7 +13,7 @@ import collections
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -27,6 +27,7 @@ from .errors import (
     InternalServerError,
     NotFoundError,
     RateLimitedError,
+    ServiceUnavailableError,
     SessionError,
     TalkstreamError,
     ValidationError,
@@ -37,6 +38,7 @@ from .messages import (
     CreateStreamResponse,
     DeleteRequest,
     IceCandidateRequest,
+    IceServer,
     SdpRequest,
     SessionDescription,
     StatusResponse,
@@ -44,11 +46,21 @@ from .messages import (
     TalkRequest,
     TalkResponse,
 )
-from .ports import Face, PeerOptions, ServerPeer, ServerTransport, SpeechStream, Studio, VideoCodec
-from .session import SessionEngine, StreamSession
+from .ports import (
+    Face,
+    PeerOptions,
+    ServerPeer,
+    ServerTransport,
+    ServiceObserver,
+    SpeechStream,
+    StreamQuota,
+    Studio,
+    VideoCodec,
+)
+from .session import SessionEngine, StreamSession, new_session_id, new_stream_id
 from .states import Input, State
 
-__all__ = ["Limits", "Stream", "StreamKind", "StreamService"]
+__all__ = ["Limits", "LocalQuota", "Stream", "StreamKind", "StreamService"]
 
 StreamKind = Literal["talks", "clips"]
 _log = logging.getLogger("talkstream.server")
@@ -69,10 +81,55 @@ class Limits:
     ice_grace: float = 3.0  # how long a talk that arrives while ICE is still finishing waits for it
 
 
+class LocalQuota:
+    """`Limits.streams_per_key` and `Limits.streams_total`, counted in this process (one server alone)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._held: dict[str, set[str]] = {}
+
+    async def acquire(self, owner: str, stream_id: str) -> None:
+        limits = self.limits
+        if len(self._held.get(owner, ())) >= limits.streams_per_key:
+            raise RateLimitedError("too many live streams for this key", retry_after=limits.retry_after)
+        if sum(map(len, self._held.values())) >= limits.streams_total:
+            raise RateLimitedError(
+                "the server holds its maximum of live streams", retry_after=limits.retry_after
+            )
+        self._held.setdefault(owner, set()).add(stream_id)
+
+    async def release(self, owner: str, stream_id: str) -> None:
+        held = self._held.get(owner)
+        if held is not None:
+            held.discard(stream_id)
+            if not held:
+                del self._held[owner]
+
+
+class _Unobserved:
+    """The observer of a service nobody measures."""
+
+    def connected(self, seconds: float) -> None:
+        pass
+
+    def first_frame(self, seconds: float) -> None:
+        pass
+
+    def frame_sent(self) -> None:
+        pass
+
+    def talk_ended(self, outcome: Literal["done", "interrupted", "error", "rejected"]) -> None:
+        pass
+
+    def error(self, kind: str) -> None:
+        pass
+
+
 @attrs.define(eq=False)
 class _Talk:
     video_id: str
     speech: SpeechStream
+    requested_at: float  # on the engine's clock
     started_at: float | None = None  # on the engine's clock, once it plays
     interrupted: bool = False  # a client's interrupt stopped it (the player stops at its next frame)
 
@@ -95,6 +152,7 @@ class Stream:
     reports: asyncio.Queue[tuple[Input, str] | str] = attrs.field(factory=asyncio.Queue)
     reporter: asyncio.Task[None] | None = None
     closing: asyncio.Task[None] | None = None  # frees the stream once its session closed, however
+    first_frame_due: float | None = None  # when the talk now starting was asked for, until its first frame
 
     async def wait_closed(self) -> None:
         """Wait until a closed stream has freed its peer and tasks."""
@@ -107,7 +165,16 @@ def new_video_id() -> str:
 
 
 class StreamService:
-    """The five operations, per key. One instance per server; `aclose` closes every stream."""
+    """The five operations, per key. One instance per server; `drain` stops taking work, `aclose` closes
+    every stream.
+
+    `worker`: this server's name in a cluster; it leads every stream and session id it makes, so a proxy
+    routes a stream's requests here without asking anyone. `quota`: who counts live streams per key and in
+    all (default: this process, by `limits`; a cluster shares one). `limits.streams_total` also caps this
+    server's own streams, whatever the quota says. `observer` hears what metrics count. `ice_servers`: what
+    each create answer hands the client, given the new stream's id (per-stream TURN credentials, say);
+    default: the transport's `ice_servers`.
+    """
 
     def __init__(
         self,
@@ -116,15 +183,30 @@ class StreamService:
         transport: ServerTransport,
         studio: Studio,
         limits: Limits | None = None,
+        worker: str | None = None,
+        quota: StreamQuota | None = None,
+        observer: ServiceObserver | None = None,
+        ice_servers: Callable[[str], Sequence[IceServer]] | None = None,
     ) -> None:
         self.engine = engine
         self.clock = engine.clock
         self.transport = transport
         self.studio = studio
         self.limits = limits or Limits()
+        self.worker = worker
+        self.quota: StreamQuota = quota if quota is not None else LocalQuota(self.limits)
+        self.observer: ServiceObserver = observer if observer is not None else _Unobserved()
+        self._ice_servers = ice_servers
+        self.draining = False  # set by `drain`: no new streams or talks
         self._streams: dict[str, Stream] = {}
+        self._creating = 0  # creates past the checks whose stream is not in `_streams` yet
         self.closed_count = 0  # streams closed since the service started (for operators and housekeeping)
-        self._per_key: dict[str, int] = {}
+
+    def ice_servers_for(self, stream_id: str) -> tuple[IceServer, ...]:
+        """The ICE servers the create answer of stream `stream_id` hands its client."""
+        if self._ice_servers is None:
+            return tuple(self.transport.ice_servers)
+        return tuple(self._ice_servers(stream_id))
 
     # -- the five operations ------------------------------------------------------------------------------
 
@@ -133,23 +215,28 @@ class StreamService:
     ) -> CreateStreamResponse:
         """A new stream of `request`'s face; `kind` says which API it belongs to (``/talks/streams`` or
         ``/clips/streams``), and only that API's paths reach it afterwards (see `check_kind`)."""
-        if self._per_key.get(owner, 0) >= self.limits.streams_per_key:
-            raise RateLimitedError("too many live streams for this key", retry_after=self.limits.retry_after)
-        if len(self._streams) >= self.limits.streams_total:
+        self._refuse_when_draining()
+        if len(self._streams) + self._creating >= self.limits.streams_total:
             raise RateLimitedError(
                 "the server holds its maximum of live streams", retry_after=self.limits.retry_after
             )
-        self._per_key[owner] = self._per_key.get(owner, 0) + 1  # held while the face is made
+        stream_id = new_stream_id(self.worker)
+        self._creating += 1  # this server's slot, held while the quota is asked and the face made
         try:
-            face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
-            timeout = request.session_timeout
-            idle = min(timeout, self.engine.idle_timeout) if timeout else None
-            session = self.engine.open(owner, idle_timeout=idle)
-        except BaseException:
-            self._release_slot(owner)
-            raise
+            await self.quota.acquire(owner, stream_id)
+            try:
+                face = await self.studio.face(request)  # 400/415 for a bad source, before anything exists
+                timeout = request.session_timeout
+                idle = min(timeout, self.engine.idle_timeout) if timeout else None
+                session = self.engine.open(
+                    owner, stream_id=stream_id, session_id=new_session_id(self.worker), idle_timeout=idle
+                )
+            except BaseException:
+                await self.quota.release(owner, stream_id)
+                raise
+        finally:
+            self._creating -= 1
         codec: VideoCodec = "h264" if request.compatibility_mode == "off" else "vp8"
-        stream_id = session.stream_id
         reports: asyncio.Queue[tuple[Input, str] | str] = asyncio.Queue()
         peer = self.transport.create_peer(
             stream_id,
@@ -166,6 +253,7 @@ class StreamService:
             fluent=bool(request.fluent),
             reports=reports,
         )
+        stream.canvas.on_frame = lambda: self._frame_sent(stream)
         self._streams[stream_id] = stream
         session.subscribe(lambda event: self._on_event(stream, event))
         stream.reporter = asyncio.ensure_future(self._consume_reports(stream))
@@ -189,7 +277,7 @@ class StreamService:
             id=stream_id,
             session_id=session.session_id,
             offer=SessionDescription(type="offer", sdp=sdp),
-            ice_servers=tuple(self.transport.ice_servers),
+            ice_servers=self.ice_servers_for(stream_id),
             fluent=stream.fluent,
             interrupt_enabled=True,
         )
@@ -210,11 +298,12 @@ class StreamService:
         return StatusResponse(status="success")
 
     async def talk(self, owner: str, stream_id: str, request: TalkRequest) -> TalkResponse:
+        requested = self.clock.now()
         stream = self._find(owner, stream_id, request.session_id)
         await self._ready_to_talk(stream)
         pad = request.config.pad_audio if request.config and request.config.pad_audio else 0.0
         speech = await self.studio.speech(request.script, pad_audio=pad)
-        return await self._queue_talk(stream, speech)
+        return await self._queue_talk(stream, speech, requested)
 
     async def talk_speech(
         self, owner: str, stream_id: str, session_id: str | None, speech: SpeechStream
@@ -222,13 +311,14 @@ class StreamService:
         """A talk whose speech the caller makes as it plays (the WebSocket API's streamed text or sound:
         an `engine.live.LiveSpeech`); the same checks and queue as `talk`. On a refusal the speech is
         closed."""
+        requested = self.clock.now()
         try:
             stream = self._find(owner, stream_id, session_id)
             await self._ready_to_talk(stream)
         except BaseException:
             await speech.aclose()
             raise
-        return await self._queue_talk(stream, speech)
+        return await self._queue_talk(stream, speech, requested)
 
     async def chunk(self, owner: str, stream_id: str, session_id: str | None) -> None:
         """More of a streamed talk arrived while it plays: a message from the client (the idle deadline
@@ -238,6 +328,7 @@ class StreamService:
         await stream.session.apply(Input.CHUNK_RECEIVED)
 
     async def _ready_to_talk(self, stream: Stream) -> None:
+        self._refuse_when_draining()
         session = stream.session
         if session.state is State.ICE:
             # The client saw ICE connect; our side reports it a moment later. Give it that moment.
@@ -248,7 +339,7 @@ class StreamService:
                 "too many talks queued on this stream", retry_after=self.limits.retry_after
             )
 
-    async def _queue_talk(self, stream: Stream, speech: SpeechStream) -> TalkResponse:
+    async def _queue_talk(self, stream: Stream, speech: SpeechStream, requested: float) -> TalkResponse:
         session = stream.session
         try:
             waiting = self._speech_waiting(stream)
@@ -262,7 +353,7 @@ class StreamService:
         except BaseException:
             await speech.aclose()
             raise
-        talk = _Talk(video_id=new_video_id(), speech=speech)
+        talk = _Talk(video_id=new_video_id(), speech=speech, requested_at=requested)
         stream.talks.append(talk)
         if not stream.fluent and (stream.player is None or stream.player.done()):
             stream.player = asyncio.ensure_future(self._play(stream))
@@ -297,6 +388,22 @@ class StreamService:
     def streams(self) -> list[Stream]:
         """The live streams (for operators and tests; callers must not change them)."""
         return list(self._streams.values())
+
+    def busy(self) -> list[Stream]:
+        """The live streams with a talk playing or queued."""
+        return [s for s in self._streams.values() if not s.session.closed and (s.playing or s.talks)]
+
+    async def drain(self, within: float) -> int:
+        """Take no more streams or talks (503 with ``Retry-After``) and wait, at most `within` seconds, for
+        the talks playing or queued to end; return how many streams are still talking then. The streams stay
+        open: `aclose` ends them."""
+        if not self.draining:
+            _log.info("draining: no new streams or talks; %d streams talking", len(self.busy()))
+        self.draining = True
+        deadline = self.clock.now() + within
+        while self.busy() and self.clock.now() < deadline:
+            await self.clock.sleep(min(0.05, max(0.0, deadline - self.clock.now())))
+        return len(self.busy())
 
     async def aclose(self) -> None:
         """Close every stream; each client hears ``stream/error`` (kind ServiceUnavailable) first."""
@@ -346,12 +453,17 @@ class StreamService:
         if not session.allows(inp):
             raise IllegalTransition(session.state, inp)
 
-    def _release_slot(self, owner: str) -> None:
-        left = self._per_key.get(owner, 0) - 1
-        if left > 0:
-            self._per_key[owner] = left
-        else:
-            self._per_key.pop(owner, None)
+    def _refuse_when_draining(self) -> None:
+        if self.draining:
+            raise ServiceUnavailableError(
+                "this server is shutting down: create a new stream (another server takes it)", retry_after=1
+            )
+
+    def _frame_sent(self, stream: Stream) -> None:
+        self.observer.frame_sent()
+        if stream.first_frame_due is not None:
+            self.observer.first_frame(self.clock.now() - stream.first_frame_due)
+            stream.first_frame_due = None
 
     def _send(self, stream: Stream, subject: str, payload: object | None = None) -> None:
         stream.peer.send_message(event_text(subject, payload))
@@ -374,6 +486,7 @@ class StreamService:
                 "%s %s -> %s (%s)", event.stream_id, event.old.value, event.new.value, event.input.value
             )
             if event.new is State.CONNECTED and event.old is State.ICE:
+                self.observer.connected(event.at - stream.session.created_at)
                 if stream.fluent:
                     stream.player = asyncio.ensure_future(self._play_fluent(stream))
                 elif stream.warmup:
@@ -448,6 +561,7 @@ class StreamService:
             len(dropped),
         )
         for talk in dropped:
+            self.observer.talk_ended("rejected")
             self._send_video_event(
                 stream, "rejected", {"metadata": {"videoId": talk.video_id}, "reason": "interrupted"}
             )
@@ -460,7 +574,6 @@ class StreamService:
             return
         del self._streams[stream_id]
         self.closed_count += 1
-        self._release_slot(stream.session.owner)
         current = asyncio.current_task()
         for task in (stream.player, stream.reporter):
             if task is not None and task is not current and not task.done():
@@ -472,6 +585,7 @@ class StreamService:
         left = [*stream.talks, *([stream.playing] if stream.playing is not None else [])]
         stream.talks.clear()
         await asyncio.gather(*(talk.speech.aclose() for talk in left), return_exceptions=True)
+        await self.quota.release(stream.session.owner, stream_id)
         reason = stream.session.close_reason
         _log.info("%s closed (%s)", stream_id, reason.value if reason else "?")
 
@@ -532,6 +646,7 @@ class StreamService:
         session = stream.session
         talk = stream.playing = stream.talks.popleft()
         talk.started_at = self.clock.now()
+        stream.first_frame_due = talk.requested_at
         payload: dict[str, Any] = {"metadata": {"videoId": talk.video_id}}
         self._send_video_event(stream, "started", payload)
         try:
@@ -549,17 +664,22 @@ class StreamService:
             error = exc if isinstance(exc, TalkstreamError) else InternalServerError()
             if not isinstance(exc, TalkstreamError):
                 _log.exception("%s: talk %s failed while playing", session.stream_id, talk.video_id)
+            self.observer.talk_ended("error")
+            self.observer.error(error.kind)
             self._send_video_event(
                 stream,
                 "error",
                 {"kind": error.kind, "description": error.description, "videoId": talk.video_id},
             )
         else:
-            if talk.interrupted or not completed:
+            cut = talk.interrupted or not completed
+            if cut:
                 payload = {**payload, "interrupted": True}
+            self.observer.talk_ended("interrupted" if cut else "done")
             self._send_video_event(stream, "done", payload)
         finally:
             stream.playing = None
+            stream.first_frame_due = None
             await talk.speech.aclose()
         if session.closed:
             return False

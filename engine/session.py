@@ -7,6 +7,7 @@ What it must never do: do I/O, import a backend, or change a session outside its
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -43,11 +44,14 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_IDLE_TIMEOUT",
+    "WORKER_ID",
     "HistoryEntry",
     "SessionEngine",
     "StreamSession",
     "new_session_id",
     "new_stream_id",
+    "routed_id",
+    "worker_of",
 ]
 
 DEFAULT_IDLE_TIMEOUT = 300.0  # D-ID: a stream with no message for 5 minutes is closed
@@ -58,14 +62,38 @@ _STREAM_ID_PREFIX = "strm_"
 T = TypeVar("T")
 
 
-def new_stream_id() -> str:
-    """A fresh stream id in D-ID's shape: ``strm_`` and url-safe random text."""
-    return _STREAM_ID_PREFIX + secrets.token_urlsafe(15)
+def new_stream_id(worker: str | None = None) -> str:
+    """A fresh stream id in D-ID's shape: ``strm_`` and url-safe random text; with `worker`, ``strm_`` then
+    the worker, a dot (never in the random text) and the random text, so a proxy can route on it."""
+    return _STREAM_ID_PREFIX + routed_id(worker, secrets.token_urlsafe(15))
 
 
-def new_session_id() -> str:
-    """A fresh opaque session id (at D-ID a sticky-routing cookie; here 160 random bits)."""
-    return secrets.token_urlsafe(20)
+def new_session_id(worker: str | None = None) -> str:
+    """A fresh opaque session id (at D-ID a sticky-routing cookie; here 160 random bits), led by `worker` and
+    a dot when given."""
+    return routed_id(worker, secrets.token_urlsafe(20))
+
+
+def worker_of(identifier: str) -> str | None:
+    """The worker a stream, session or talk id names (``strm_w2.…``, ``w2.…``, ``tlk_w2.…``), or None."""
+    head, dot, _ = identifier.partition(".")
+    if not dot:
+        return None
+    worker = head.rpartition("_")[2] if head.startswith(("strm_", "tlk_")) else head
+    return worker if WORKER_ID.fullmatch(worker) else None
+
+
+#: What a worker may be called: it goes into ids and a proxy's routing rules.
+WORKER_ID = re.compile(r"[a-z0-9]{1,16}")
+
+
+def routed_id(worker: str | None, token: str) -> str:
+    """`token`, led by `worker` and a dot when given (the form every routed id takes)."""
+    if worker is None:
+        return token
+    if not WORKER_ID.fullmatch(worker):
+        raise ValueError(f"a worker id is 1 to 16 lowercase letters or digits, not {worker!r}")
+    return f"{worker}.{token}"
 
 
 class HistoryEntry(NamedTuple):

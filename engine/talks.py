@@ -10,6 +10,7 @@ result file past its talk.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import datetime
 import logging
 import secrets
@@ -20,11 +21,18 @@ from typing import Any, Literal, Protocol
 import attrs
 
 from .clock import Clock, Timer
-from .errors import InternalServerError, NotFoundError, RateLimitedError, TalkstreamError
+from .errors import (
+    InternalServerError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    TalkstreamError,
+)
 from .messages import CreateTalkRequest
 from .ports import Face, SpeechStream, Studio
+from .session import routed_id
 
-__all__ = ["Renderer", "TalkJob", "TalkJobs", "TalkStatus"]
+__all__ = ["Renderer", "TalkJob", "TalkJobs", "TalkStatus", "TalkStore"]
 
 _log = logging.getLogger("talkstream.talks")
 
@@ -40,6 +48,28 @@ class Renderer(Protocol):
         """Render to `path` (``mp4`` or ``mov``); return its duration in seconds. Stops early (and the
         caller removes the file) once `cancelled` says so."""
         ...
+
+
+class TalkStore(Protocol):
+    """Where the workers of a cluster share their talks' records (``GET /talks/{id}``'s body), so that any of
+    them can list a key's talks, count them against its limit, and tell about a talk whose worker died. The
+    files stay with the worker that rendered them. Failures raise ServiceUnavailableError."""
+
+    async def put(self, owner: str, talk_id: str, body: dict[str, Any], keep: float) -> None:
+        """Record (or update) a talk's body, kept `keep` seconds."""
+        ...
+
+    async def get(self, owner: str, talk_id: str) -> dict[str, Any] | None:
+        """The body of `owner`'s talk (status ``error`` when its worker died before finishing it), or None."""
+        ...
+
+    async def listing(self, owner: str) -> builtins.list[dict[str, Any]]:
+        """`owner`'s talks' bodies, newest first."""
+        ...
+
+    async def count(self, owner: str) -> int: ...
+
+    async def remove(self, owner: str, talk_id: str) -> None: ...
 
 
 def _now_iso() -> str:
@@ -100,7 +130,8 @@ def _deleted(job: TalkJob) -> bool:
 class TalkJobs:
     """The asynchronous talks of a server: at most `workers` render at once (the rest wait in order, at most
     `max_waiting` in all), a key holds at most `max_per_key` talks, and each result is kept `ttl` seconds
-    after it is done (then the talk and its file are gone)."""
+    after it is done (then the talk and its file are gone). `worker`, in a cluster, leads each talk id (a
+    proxy routes the talk's later requests here, where its file is)."""
 
     def __init__(
         self,
@@ -114,6 +145,8 @@ class TalkJobs:
         max_per_key: int = 100,
         ttl: float = 24 * 3600.0,
         retry_after: float = 10.0,
+        worker: str | None = None,
+        store: TalkStore | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -128,11 +161,22 @@ class TalkJobs:
         self.retry_after = retry_after
         self._slots = asyncio.Semaphore(workers)
         self._jobs: dict[str, TalkJob] = {}
+        self.worker = worker
+        self.store = store
+        self.draining = False  # no new talks (503): the server is about to stop
 
     # -- the operations ------------------------------------------------------------------------------------
 
     async def create(self, owner: str, request: CreateTalkRequest) -> TalkJob:
-        mine = sum(job.owner == owner for job in self._jobs.values())
+        """A new talk of `owner`'s, queued to render (recorded in the store first, when there is one)."""
+        if self.draining:
+            raise ServiceUnavailableError(
+                "this server is shutting down: ask again (another takes it)", retry_after=1
+            )
+        if self.store is not None:
+            mine = await self.store.count(owner)
+        else:
+            mine = sum(job.owner == owner for job in self._jobs.values())
         if mine >= self.max_per_key:
             raise RateLimitedError(
                 f"this key holds {mine} talks: delete some first", retry_after=self.retry_after
@@ -142,7 +186,14 @@ class TalkJobs:
         if created - max(free, 0) >= self.max_waiting:
             raise RateLimitedError("too many talks waiting to be rendered", retry_after=self.retry_after)
         now = _now_iso()
-        job = TalkJob(id="tlk_" + secrets.token_urlsafe(15), owner=owner, request=request, created_at=now)
+        job = TalkJob(
+            id="tlk_" + routed_id(self.worker, secrets.token_urlsafe(15)),
+            owner=owner,
+            request=request,
+            created_at=now,
+        )
+        if self.store is not None:
+            await self.store.put(owner, job.id, job.to_json(None), self.ttl + 3600.0)  # 503: nothing made
         self._jobs[job.id] = job
         job.task = asyncio.ensure_future(self._run(job))
         _log.info("talk %s created for %s", job.id, owner)
@@ -168,6 +219,35 @@ class TalkJobs:
         await self._forget(job)
         return job
 
+    async def describe(self, owner: str, talk_id: str) -> dict[str, Any]:
+        """``GET /talks/{id}``'s body (``result_url`` left for the caller): this worker's own talk, else the
+        store's record of it; 404 when neither has it."""
+        job = self._jobs.get(talk_id)
+        if job is not None and job.owner == owner:
+            return job.to_json(None)
+        body = await self.store.get(owner, talk_id) if self.store is not None else None
+        if body is None:
+            raise NotFoundError(f"talk {talk_id} not found")
+        return body
+
+    async def describe_all(self, owner: str) -> builtins.list[dict[str, Any]]:
+        """`owner`'s talks' bodies, newest first (the whole cluster's, when there is a store)."""
+        if self.store is None:
+            return [job.to_json(None) for job in self.list(owner)]
+        return await self.store.listing(owner)
+
+    async def delete_anywhere(self, owner: str, talk_id: str) -> dict[str, Any]:
+        """Delete a talk: this worker's own (its render stops, its file goes), or, in a cluster, one whose
+        worker is gone (only its record is left)."""
+        job = self._jobs.get(talk_id)
+        if job is not None and job.owner == owner:
+            await self._forget(job)
+            return job.to_json(None)
+        body = await self.describe(owner, talk_id)
+        if self.store is not None:
+            await self.store.remove(owner, talk_id)
+        return body
+
     def result(self, owner: str, talk_id: str) -> Path:
         """The file of a done talk of `owner`'s; 404 for anyone else, or before it is done."""
         job = self.get(owner, talk_id)
@@ -177,6 +257,19 @@ class TalkJobs:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+    def pending(self) -> int:
+        """Talks waiting for or in their render."""
+        return sum(job.status in ("created", "started") for job in self._jobs.values())
+
+    async def drain(self, within: float) -> int:
+        """Take no new talks (503) and wait, at most `within` seconds, for the renders waiting or under way;
+        return how many are left."""
+        self.draining = True
+        deadline = self.clock.now() + within
+        while self.pending() and self.clock.now() < deadline:
+            await self.clock.sleep(min(0.05, max(0.0, deadline - self.clock.now())))
+        return self.pending()
 
     async def aclose(self) -> None:
         for job in list(self._jobs.values()):
@@ -190,6 +283,7 @@ class TalkJobs:
                 return
             job.status, job.started_at = "started", _now_iso()
             job.modified_at = job.started_at
+            await self._publish(job)
             request = job.request
             path = self.folder / f"{job.id}.{request.result_format}"
             speech: SpeechStream | None = None
@@ -220,7 +314,18 @@ class TalkJobs:
                     await speech.aclose()
                 job.modified_at = _now_iso()
         if not job.cancelled:
+            await self._publish(job)
             job.expiry = self.clock.call_later(self.ttl, lambda: self._expire(job))
+
+    async def _publish(self, job: TalkJob) -> None:
+        """The store learns the talk's new status (if it cannot, it says so on the next change)."""
+        if self.store is None or job.cancelled:
+            return
+        keep = self.ttl if job.status in ("done", "error") else self.ttl + 3600.0
+        try:
+            await self.store.put(job.owner, job.id, job.to_json(None), keep)
+        except TalkstreamError as exc:
+            _log.warning("talk %s: the store missed its status %s (%s)", job.id, job.status, exc.description)
 
     def _expire(self, job: TalkJob) -> Coroutine[None, None, None]:
         _log.info("talk %s expired", job.id)
@@ -239,3 +344,8 @@ class TalkJobs:
             await asyncio.gather(task, return_exceptions=True)
         if job.path is not None:
             job.path.unlink(missing_ok=True)
+        if self.store is not None:
+            try:
+                await self.store.remove(job.owner, job.id)
+            except TalkstreamError as exc:  # its record expires on its own
+                _log.warning("talk %s: the store kept its record (%s)", job.id, exc.description)

@@ -15,6 +15,7 @@ import contextlib
 import contextvars
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiortc import RTCPeerConnection
 
 __all__ = [
     "IDLE_REPORT_SECONDS",
+    "encode_timing",
     "install_aiortc_patches",
     "note_peer_packets",
     "offered_host_addresses",
@@ -192,3 +194,65 @@ def note_peer_packets(pc: RTCPeerConnection, heard: Callable[[], None]) -> None:
                 return _original(*args)
 
             setattr(connection, name, wrapped)
+
+
+# -- 5. how long each frame's encode takes (aiortc.rtcrtpsender.get_encoder) ------------------------------
+# aiortc encodes every frame in the loop's executor, out of reach: for metrics, a sender started inside
+# `encode_timing` gets its encoder wrapped so that each `encode` call is timed (in the executor's thread).
+
+_ENCODE_OBSERVER: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "talkstream_encode_observer", default=None
+)
+
+
+class _TimedEncoder:
+    def __init__(self, encoder: Any, observe: Callable[[float], None]) -> None:
+        self._encoder = encoder
+        self._observe = observe
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._encoder.encode(*args, **kwargs)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._encoder, name, value)  # target_bitrate, set by the sender's congestion control
+
+
+def _install_encode_timing() -> None:
+    namespace = vars(aiortc.rtcrtpsender)
+    original = namespace["get_encoder"]
+    if getattr(original, _PATCHED, False):
+        return
+
+    def get_encoder(codec: Any) -> Any:
+        encoder = original(codec)
+        observe = _ENCODE_OBSERVER.get()
+        video = str(getattr(codec, "mimeType", "")).lower().startswith("video/")
+        return _TimedEncoder(encoder, observe) if observe is not None and video else encoder
+
+    setattr(get_encoder, _PATCHED, True)
+    namespace["get_encoder"] = get_encoder
+
+
+@contextlib.contextmanager
+def encode_timing(observe: Callable[[float], None] | None) -> Iterator[None]:
+    """Video senders started within this block (and tasks started in it) report each frame's encode time,
+    in seconds, to `observe`, from the thread that encoded it. None: nothing is timed."""
+    if observe is None:
+        yield
+        return
+    _install_encode_timing()
+    token = _ENCODE_OBSERVER.set(observe)
+    try:
+        yield
+    finally:
+        _ENCODE_OBSERVER.reset(token)

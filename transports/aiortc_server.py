@@ -4,7 +4,8 @@ channel; answers checked before aiortc sees them; browsers' mDNS candidates drop
 client's own channel when it opened one; a watchdog for peers gone silent.
 
 What it must never do: ask a STUN server nobody configured (peers always get an explicit ICE server list),
-resolve `.local` names (multicast), or run engine logic inside aiortc's event handlers (they only report).
+allocate on a TURN server (those are for the clients), resolve `.local` names (multicast), or run engine
+logic inside aiortc's event handlers (they only report).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import contextlib
 import fractions
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import aiortc.sdp
+import attrs
 import av
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +47,7 @@ from talkstream.engine.states import Input
 from .aiortc_common import BAD_SDP, ice_state_input, rtc_ice_servers
 from .aiortc_patches import (
     IDLE_REPORT_SECONDS,
+    encode_timing,
     install_aiortc_patches,
     note_peer_packets,
     offered_host_addresses,
@@ -52,7 +55,7 @@ from .aiortc_patches import (
     release_late_sockets,
 )
 
-__all__ = ["DEFAULT_SILENCE_TIMEOUT", "AiortcServerPeer", "AiortcServerTransport"]
+__all__ = ["DEFAULT_SILENCE_TIMEOUT", "AiortcServerPeer", "AiortcServerTransport", "without_turn"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +79,19 @@ def _check_answer(sdp: str) -> None:
                 f"invalid answer: media section {index} ({media.kind}) lacks its DTLS parameters: "
                 "it needs an a=fingerprint and an a=setup of active or passive"
             )
+
+
+def without_turn(servers: Sequence[IceServer]) -> tuple[IceServer, ...]:
+    """`servers` less their ``turn:`` and ``turns:`` URLs (an entry left with none is dropped): what the
+    server's own peers use. The server has a host candidate on an address clients reach (`host_addresses`);
+    a client's relayed address reaches it as a peer-reflexive candidate, so a relay of its own only adds
+    allocations, and TURN credentials are the clients'."""
+    kept = []
+    for server in servers:
+        urls = tuple(url for url in server.url_list if not url.lower().startswith(("turn:", "turns:")))
+        if urls:
+            kept.append(server if urls == server.url_list else attrs.evolve(server, urls=urls))
+    return tuple(kept)
 
 
 VIDEO_CLOCK = 90_000
@@ -137,7 +153,7 @@ class AiortcServerPeer:
         self._options = options
         self._report = report
         self._on_message = on_message
-        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(transport.ice_servers)))
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=rtc_ice_servers(transport.peer_ice_servers)))
         self._video = _VideoOut()
         self._audio = _AudioOut()
         # Events go to one channel: the client's own when it opened one (D-ID's clients open
@@ -232,7 +248,8 @@ class AiortcServerPeer:
         sdp = self._without_mdns(sdp)
         _check_answer(sdp)
         try:
-            with paced_reports(self._report_pace):  # the senders start in a task made here
+            # the senders start in a task made here
+            with paced_reports(self._report_pace), encode_timing(self._transport.encode_observer):
                 await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except BAD_SDP as exc:
             # aiortc's OperationError/InvalidAccessError here mean the answer does not fit the offer
@@ -410,9 +427,12 @@ DEFAULT_SILENCE_TIMEOUT = 15.0
 class AiortcServerTransport:
     """aiortc peers for the server (implements `engine.ports.ServerTransport`).
 
+    `ice_servers`: what clients are handed (`ice_servers`); the server's own peers use only their STUN URLs
+    (`peer_ice_servers`, see `without_turn`).
     `host_addresses`: the addresses offered (default loopback only; None: aioice's own choice).
     `silence_timeout`: a connected peer silent this long (no STUN check, no packet) is reported closed, by
     one watchdog task for all peers that looks every `silence_timeout / 5` seconds.
+    `encode_observer`: hears each video frame's encode time, in seconds, from the thread that encoded it.
     """
 
     def __init__(
@@ -421,8 +441,11 @@ class AiortcServerTransport:
         ice_servers: Sequence[IceServer] = (),
         host_addresses: Sequence[str] | None = ("127.0.0.1",),
         silence_timeout: float = DEFAULT_SILENCE_TIMEOUT,
+        encode_observer: Callable[[float], None] | None = None,
     ) -> None:
+        self.encode_observer = encode_observer
         self.ice_servers = tuple(ice_servers)
+        self.peer_ice_servers = without_turn(self.ice_servers)
         self.host_addresses: tuple[str, ...] | None = (
             tuple(host_addresses) if host_addresses is not None else None
         )

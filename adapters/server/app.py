@@ -40,10 +40,11 @@ from talkstream.engine.messages import (
     TalkRequest,
 )
 from talkstream.engine.service import StreamKind, StreamService
-from talkstream.engine.talks import TalkJob, TalkJobs
+from talkstream.engine.talks import TalkJobs
 from talkstream.specs import OPENAPI
 
-from .auth import KeyRing, RequestLimits
+from .auth import Gate, KeyRing, LocalGate, RequestLimits
+from .metrics import METRICS, Metrics, metrics_page
 
 __all__ = ["DEFAULT_BODY_TIMEOUT", "SERVICE", "Presenters", "create_app"]
 
@@ -60,7 +61,7 @@ CORS_HEADERS = {
 }
 
 
-KEYS: web.AppKey[KeyRing] = web.AppKey("keys", KeyRing)
+GATE: web.AppKey[Gate] = web.AppKey("gate", Gate)
 
 
 class Presenters(Protocol):
@@ -76,16 +77,21 @@ class Presenters(Protocol):
 PRESENTERS: web.AppKey[Presenters] = web.AppKey("presenters", Presenters)
 
 
-LIMITS: web.AppKey[RequestLimits] = web.AppKey("request_limits", RequestLimits)
 BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 DEFAULT_BODY_TIMEOUT = 30.0  # seconds for a whole request body (at most 1 MB) to arrive
 
 
-def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
-    """(owner, permissions) of an authenticated request within its request rate; 401 or 429 if not."""
-    owner, granted = request.app[KEYS].caller(request.headers.get("Authorization"))
-    request.app[LIMITS].check(owner)
+async def admit(app: web.Application, authorization: str | None) -> tuple[str, frozenset[str]]:
+    """(owner, permissions) of a caller with this Authorization within its request rate; 401 or 429 if not
+    (503 when a cluster's shared keys cannot be read)."""
+    gate = app[GATE]
+    owner, granted = await gate.caller(authorization)
+    await gate.check(owner)
     return owner, granted
+
+
+async def _caller(request: web.Request) -> tuple[str, frozenset[str]]:
+    return await admit(request.app, request.headers.get("Authorization"))
 
 
 def _error_response(error: TalkstreamError) -> web.Response:
@@ -116,6 +122,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except TalkstreamError as exc:
+        if METRICS in request.app:
+            request.app[METRICS].error(exc.kind)
         response = _error_response(exc)
         if isinstance(exc, RequestTimeoutError):
             response.force_close()  # the rest of that body is not worth waiting for
@@ -149,6 +157,9 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         _log.exception("%s %s failed", request.method, request.path)
         response = _error_response(InternalServerError())
+    worker = getattr(request.app[SERVICE], "worker", None)
+    if worker is not None and not response.prepared:
+        response.headers["X-Talkstream-Worker"] = worker  # which worker answered (behind a proxy)
     _log.info(
         "%s %s %s -> %d (%.1f ms)",
         request.method,
@@ -183,8 +194,8 @@ async def _body(request: web.Request) -> Any:
         raise ValidationError("body", "must be valid JSON") from exc
 
 
-def _owner(request: web.Request) -> str:
-    return _caller(request)[0]
+async def _owner(request: web.Request) -> str:
+    return (await _caller(request))[0]
 
 
 async def open_talks_stream(
@@ -213,7 +224,7 @@ async def open_clips_stream(
 
 
 async def create_stream(request: web.Request) -> web.Response:
-    owner, granted = _caller(request)
+    owner, granted = await _caller(request)
     response = await open_talks_stream(request.app, owner, granted, await _body(request))
     return web.json_response(response.to_json(), status=201)
 
@@ -234,7 +245,7 @@ def _stream_operation(
     service's `operation` on the stream in the path, and its answer as JSON."""
 
     async def handle(request: web.Request) -> web.Response:
-        owner = _owner(request)
+        owner = await _owner(request)
         message = parse(await _body(request))
         service, stream_id = request.app[SERVICE], request.match_info["id"]
         service.check_kind(owner, stream_id, kind)
@@ -259,14 +270,14 @@ def _operations(kind: StreamKind) -> list[web.RouteDef]:
 
 async def create_clip_stream(request: web.Request) -> web.Response:
     """``POST /clips/streams``: the presenter's photo and driver, then the same stream as a talks one."""
-    owner, granted = _caller(request)
+    owner, granted = await _caller(request)
     response = await open_clips_stream(request.app, owner, granted, await _body(request))
     return web.json_response(response.to_json(), status=201)
 
 
 async def list_presenters(request: web.Request) -> web.Response:
     """``GET /clips/presenters?limit=N``: every presenter (there are few: no pages, no token)."""
-    _owner(request)
+    await _owner(request)
     presenters = request.app[PRESENTERS].all()
     limit = request.query.get("limit")
     if limit is not None:
@@ -278,7 +289,7 @@ async def list_presenters(request: web.Request) -> web.Response:
 
 async def get_presenter(request: web.Request) -> web.Response:
     """``GET /clips/presenters/{id}``: D-ID's schema wraps the one presenter in the list's shape."""
-    _owner(request)
+    await _owner(request)
     presenter = request.app[PRESENTERS].get(request.match_info["id"])
     return web.json_response(PresentersResponse(presenters=(presenter,)).to_json())
 
@@ -287,14 +298,16 @@ TALKS: web.AppKey[TalkJobs] = web.AppKey("talks", TalkJobs)
 _RESULT_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime"}
 
 
-def _talk_body(request: web.Request, job: TalkJob) -> dict[str, Any]:
-    url = f"{request.url.origin()}/talks/{job.id}/result" if job.status == "done" else None
-    return job.to_json(url)
+def _talk_body(request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+    """A talk's body with its ``result_url`` (where this request came in: behind a proxy, the proxy)."""
+    if body.get("status") == "done":
+        body = {**body, "result_url": f"{request.url.origin()}/talks/{body['id']}/result"}
+    return body
 
 
 async def create_talk(request: web.Request) -> web.Response:
     """``POST /talks``: a talk rendered to a file, off the event loop; poll ``GET /talks/{id}``."""
-    owner, granted = _caller(request)
+    owner, granted = await _caller(request)
     message = CreateTalkRequest.from_json(await _body(request))
     if message.source_url.lower().startswith("file:") and "local_files" not in granted:
         raise PermissionDeniedError("this key may not use local files as sources")
@@ -303,21 +316,19 @@ async def create_talk(request: web.Request) -> web.Response:
     if message.result_url is not None:
         raise BadRequestError("this server keeps the result itself: fetch it from the talk's result_url")
     job = await request.app[TALKS].create(owner, message)
-    body = {
-        k: v for k, v in _talk_body(request, job).items() if k in ("id", "object", "created_at", "status")
-    }
+    body = {k: v for k, v in job.to_json(None).items() if k in ("id", "object", "created_at", "status")}
     return web.json_response({**body, "created_by": owner}, status=201)
 
 
 async def list_talks(request: web.Request) -> web.Response:
     """``GET /talks?limit=N&token=T``: newest first, a page at a time (the token is where the next starts)."""
-    owner = _owner(request)
+    owner = await _owner(request)
     limit, token = request.query.get("limit", "100"), request.query.get("token", "0")
     if not limit.isdigit() or not 1 <= int(limit) <= 1000:
         raise ValidationError("limit", "must be a whole number from 1 to 1000")
     if not token.isdigit():
         raise ValidationError("token", "must be a token this server gave")
-    jobs = request.app[TALKS].list(owner)
+    jobs = await request.app[TALKS].describe_all(owner)
     start, end = int(token), int(token) + int(limit)
     body: dict[str, Any] = {"talks": [_talk_body(request, job) for job in jobs[start:end]]}
     if end < len(jobs):
@@ -326,20 +337,19 @@ async def list_talks(request: web.Request) -> web.Response:
 
 
 async def get_talk(request: web.Request) -> web.Response:
-    job = request.app[TALKS].get(_owner(request), request.match_info["id"])
-    return web.json_response(_talk_body(request, job))
+    body = await request.app[TALKS].describe(await _owner(request), request.match_info["id"])
+    return web.json_response(_talk_body(request, body))
 
 
 async def delete_talk(request: web.Request) -> web.Response:
-    job = await request.app[TALKS].delete(_owner(request), request.match_info["id"])
-    return web.json_response(_talk_body(request, job))
+    body = await request.app[TALKS].delete_anywhere(await _owner(request), request.match_info["id"])
+    return web.json_response(_talk_body(request, body))
 
 
 async def talk_result(request: web.Request) -> web.FileResponse:
     """The talk's video, to its own key only (in the header, or ``?authorization=`` for a video element)."""
     authorization = request.headers.get("Authorization") or request.query.get("authorization")
-    owner, _ = request.app[KEYS].caller(authorization)
-    request.app[LIMITS].check(owner)
+    owner, _ = await admit(request.app, authorization)
     path = request.app[TALKS].result(owner, request.match_info["id"])
     kind = _RESULT_TYPES.get(path.suffix.lstrip("."), "application/octet-stream")
     return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": "private, no-store"})
@@ -361,6 +371,23 @@ async def _websocket(request: web.Request) -> web.StreamResponse:
     return await websocket_api(request)
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """``GET /healthz``: 200 while the process serves requests at all (a liveness check)."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 while this server takes new streams, 503 once it drains (a proxy's check sends
+    creates elsewhere; the streams it holds are still reachable here until they end). ``?draining=404``
+    asks for 404 instead: HAProxy's ``http-check disable-on-404`` then keeps routing the streams' own
+    requests here while sending no new ones (with 503 it would count the server down)."""
+    service = request.app[SERVICE]
+    if service.draining:
+        status = 404 if request.query.get("draining") == "404" else 503
+        return web.json_response({"status": "draining", "streams": len(service)}, status=status)
+    return web.json_response({"status": "ready", "streams": len(service)})
+
+
 async def openapi(request: web.Request) -> web.Response:
     import yaml
 
@@ -370,27 +397,38 @@ async def openapi(request: web.Request) -> web.Response:
 
 def create_app(
     service: StreamService,
-    keys: KeyRing,
+    keys: KeyRing | Gate,
     *,
     presenters: Presenters | None = None,
     talks: TalkJobs | None = None,
     limits: RequestLimits | None = None,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     extra_routes: Iterable[web.RouteDef] = (),
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The streams API as an aiohttp application (the service's lifetime is the caller's).
 
     `body_timeout`: seconds a request body may take to arrive in full (408 after that).
+    `keys`: the keys this server accepts (with `limits`, the request rates), or a `Gate` deciding both (a
+    cluster's shared one; `limits` is then unused).
     `presenters`: what ``/clips/streams`` offers (without them, the clips routes answer 404).
+    `metrics`: what ``GET /metrics`` shows (it watches `service`; without it, no such route).
     """
     app = web.Application(middlewares=[_cors, _errors], client_max_size=1024 * 1024)
     app[SERVICE] = service
-    app[KEYS] = keys
-    app[LIMITS] = limits if limits is not None else RequestLimits()
+    app[GATE] = (
+        LocalGate(keys, limits if limits is not None else RequestLimits())
+        if isinstance(keys, KeyRing)
+        else keys
+    )
     app[BODY_TIMEOUT] = body_timeout
     from . import websocket  # it builds on this module
 
     websocket.install(app)
+    if metrics is not None:
+        app[METRICS] = metrics
+        metrics.watch(service)
+        app.router.add_get("/metrics", metrics_page)
     clips: list[web.RouteDef] = []
     if talks is not None:
         app[TALKS] = talks
@@ -415,6 +453,8 @@ def create_app(
             *_operations("talks"),
             *clips,
             web.get("/openapi.json", openapi),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
             web.get("/ws", _websocket),
             web.get("/", index),
             web.static("/static", STATIC),

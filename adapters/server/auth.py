@@ -12,12 +12,13 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import attrs
 
 from talkstream.engine.errors import AuthorizationError, RateLimitedError
 
-__all__ = ["PERMISSIONS", "KeyRing", "RequestLimits", "presented_keys"]
+__all__ = ["PERMISSIONS", "Gate", "KeyRing", "LocalGate", "RequestLimits", "key_digest", "presented_keys"]
 
 
 #: What a key may do beyond the basics. A key given without a list may do all of it.
@@ -57,7 +58,44 @@ class KeyRing:
         if match is None:
             raise AuthorizationError()
         key, granted = match
-        return "key_" + hashlib.sha256(key).hexdigest()[:16], granted
+        return owner_of(key_digest(key)), granted
+
+    def entries(self) -> list[tuple[str, frozenset[str]]]:
+        """(digest, permissions) of every key, for a shared store (`redis_state.RedisGate` seeds from it)."""
+        return [(key_digest(key), granted) for key, granted in self._keys]
+
+
+def key_digest(key: bytes) -> str:
+    """A key's SHA-256, hex: what a shared store keeps instead of the key."""
+    return hashlib.sha256(key).hexdigest()
+
+
+def owner_of(digest: str) -> str:
+    """The owner id of the key with this digest: what logs, limits and streams name instead of the key."""
+    return "key_" + digest[:16]
+
+
+class Gate(Protocol):
+    """Who is calling, and whether they may ask now: `caller` (401, or 503 when the keys cannot be read) and
+    `check` (429 over a request rate). `LocalGate` in one process; `redis_state.RedisGate` in a cluster."""
+
+    async def caller(self, authorization: str | None) -> tuple[str, frozenset[str]]: ...
+
+    async def check(self, owner: str) -> None: ...
+
+
+@attrs.define
+class LocalGate:
+    """A `Gate` from this process's own `KeyRing` and `RequestLimits`."""
+
+    keys: KeyRing
+    limits: RequestLimits
+
+    async def caller(self, authorization: str | None) -> tuple[str, frozenset[str]]:
+        return self.keys.caller(authorization)
+
+    async def check(self, owner: str) -> None:
+        self.limits.check(owner)
 
 
 @attrs.define

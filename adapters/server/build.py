@@ -7,6 +7,7 @@ swap any of them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import tempfile
@@ -29,10 +30,12 @@ from talkstream.engine.session import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIME
 from talkstream.engine.talks import TalkJobs
 from talkstream.transports.aiortc_server import DEFAULT_SILENCE_TIMEOUT, AiortcServerTransport
 
-from .app import DEFAULT_BODY_TIMEOUT, SERVICE, create_app
-from .auth import KeyRing, RequestLimits
+from .app import DEFAULT_BODY_TIMEOUT, SERVICE, TALKS, create_app
+from .auth import Gate, KeyRing, LocalGate, RequestLimits
+from .metrics import Metrics
+from .turn import TurnCredentials
 
-__all__ = ["ServerSettings", "build_app"]
+__all__ = ["ServerSettings", "build_app", "drain_app"]
 
 _log = logging.getLogger("talkstream")
 
@@ -40,7 +43,11 @@ _log = logging.getLogger("talkstream")
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     keys: tuple[str, ...]
+    # handed to clients in each create answer; the server's own peers use their stun: URLs only
     ice_servers: tuple[IceServer, ...] = ()
+    # a TURN server sharing a secret with this one: each create answer also carries a fresh, time-limited
+    # username and password for it (`turn.TurnCredentials`)
+    turn: TurnCredentials | None = None
     host_addresses: tuple[str, ...] | None = ("127.0.0.1",)
     media_root: Path | None = None
     fetch_policy: FetchPolicy = attrs.field(factory=FetchPolicy)
@@ -58,6 +65,15 @@ class ServerSettings:
     render_workers: int = 1
     talk_ttl: float = 24 * 3600.0
     results_dir: Path | None = None
+    # in a cluster: this worker's name (it leads its stream, session and talk ids, for the proxy's routing)
+    worker: str | None = None
+    # in a cluster: the shared state (keys, quotas, request rates); `keys` are added to it at start, and
+    # `limits.streams_total` stays this worker's own cap while `cluster_streams` caps them all
+    redis_url: str | None = None
+    cluster_streams: int = 1000
+    lease: float = 15.0  # seconds a dead worker's streams go on counting against the shared quotas
+    # SIGTERM: seconds the talks playing may take to finish before the streams are closed
+    drain_timeout: float = 30.0
 
 
 def build_app(
@@ -76,6 +92,7 @@ def build_app(
     `wrap_studio`: puts something around the studio the app makes (a scenario on the virtual clock holds
     time still while the studio works in the real world).
     """
+    metrics = Metrics(settings.worker)
     engine = SessionEngine(
         clock=clock or SystemClock(),
         idle_timeout=settings.idle_timeout,
@@ -86,6 +103,7 @@ def build_app(
             ice_servers=settings.ice_servers,
             host_addresses=settings.host_addresses,
             silence_timeout=settings.silence_timeout,
+            encode_observer=metrics.encoded,
         )
     speech = default_tts() if tts is True else (tts or None)
     studio = AvatarStudio(
@@ -94,11 +112,35 @@ def build_app(
         media_root=settings.media_root,
         strict_voices=settings.strict_voices,
     )
+    gate: Gate | None = None
+    redis_state = None
+    quota = None
+    store = None
+    if settings.redis_url is not None:
+        from .redis_state import RedisGate, RedisQuota, RedisState, RedisTalkStore
+
+        redis_state = RedisState(settings.redis_url, lease=settings.lease, worker=settings.worker or "")
+        store = RedisTalkStore(redis_state)
+        if settings.keys:
+            redis_state.seed_keys(KeyRing(settings.keys).entries())
+        gate = RedisGate(redis_state, settings.request_limits, attrs.evolve(settings.request_limits))
+        quota = RedisQuota(
+            redis_state,
+            per_key=settings.limits.streams_per_key,
+            total=settings.cluster_streams,
+            retry_after=settings.limits.retry_after,
+        )
+    else:
+        gate = LocalGate(KeyRing(settings.keys), settings.request_limits)
     service = StreamService(
         engine=engine,
         transport=transport,
         studio=wrap_studio(studio) if wrap_studio is not None else studio,
         limits=settings.limits,
+        worker=settings.worker,
+        quota=quota,
+        observer=metrics,
+        ice_servers=settings.turn.handed_out(transport.ice_servers) if settings.turn is not None else None,
     )
     results = settings.results_dir or Path(tempfile.mkdtemp(prefix="talkstream-talks-"))
     renderer = FileRenderer(settings.render_workers)
@@ -110,19 +152,23 @@ def build_app(
         workers=settings.render_workers,
         ttl=settings.talk_ttl,
         retry_after=settings.limits.retry_after,
+        worker=settings.worker,
+        store=store,
     )
     app = create_app(
         service,
-        KeyRing(settings.keys),
+        gate,
         presenters=PresenterBook(dict(settings.presenters)),
         talks=talks,
-        limits=settings.request_limits,
         body_timeout=settings.body_timeout,
         extra_routes=extra_routes,
+        metrics=metrics,
     )
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         _log.info("text-to-speech: %s", speech.name if speech else "none (install talkstream[tts])")
+        if redis_state is not None:
+            redis_state.start()
         yield
         await talks.aclose()
         renderer.close()
@@ -131,6 +177,21 @@ def build_app(
         await app[SERVICE].aclose()
         await transport.aclose()
         await studio.aclose()
+        if redis_state is not None:
+            await redis_state.aclose()
 
     app.cleanup_ctx.append(lifetime)
     return app
+
+
+async def drain_app(app: web.Application, within: float) -> None:
+    """What SIGTERM does first: take no new streams, talks or asynchronous talks (503, and /readyz says so),
+    then wait, at most `within` seconds in all, for the talks playing and the renders under way to end."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    talks = app.get(TALKS)
+    if talks is not None:
+        talks.draining = True
+    await app[SERVICE].drain(within)
+    if talks is not None:
+        await talks.drain(max(0.0, deadline - loop.time()))

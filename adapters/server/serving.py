@@ -21,7 +21,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -343,18 +343,27 @@ async def serve_app(
     shutdown_timeout: float = 5.0,
     started: Callable[[GuardedSite], None] | None = None,
     keeper: MemoryKeeper | None = None,
+    drain: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
     """Serve `app` until SIGINT or SIGTERM, then close it (its cleanup closes every stream).
 
+    With `drain`, SIGTERM first awaits it while the server goes on answering (a proxy's health check sees
+    it draining, its streams' requests still arrive); SIGINT, or a second signal, cuts the drain short.
     The loop gets a bounded default executor and the accept-error throttle, requests the HTTP parser
     refuses one log line each (`MalformedRequests`); `keeper`, if given, runs meanwhile."""
     loop = asyncio.get_running_loop()
     bounded_executor(loop)
     loop.set_exception_handler(AcceptErrorThrottle())
     _quiet_malformed_requests()
-    stop = asyncio.Event()
+    stop, cut = asyncio.Event(), asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if signum == signal.SIGINT or stop.is_set():
+            cut.set()
+        stop.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal, signum)
     limits = limits or ConnectionLimits()
     runner = guarded_runner(app, limits, shutdown_timeout=shutdown_timeout)
     await runner.setup()
@@ -368,6 +377,14 @@ async def serve_app(
             gc.freeze()  # what exists now lives as long as the server: full collections skip it
             keeper.start()
         await stop.wait()
+        if drain is not None and not cut.is_set():
+            _log.info("SIGTERM: draining (a second signal stops at once)")
+            draining = asyncio.ensure_future(drain())
+            cutting = asyncio.ensure_future(cut.wait())
+            await asyncio.wait({draining, cutting}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (draining, cutting):
+                task.cancel()
+            await asyncio.gather(draining, cutting, return_exceptions=True)
     finally:
         if keeper is not None:
             await keeper.aclose()

@@ -49,7 +49,7 @@ from talkstream.engine.messages import (
 )
 from talkstream.engine.ports import SpeechFeed
 
-from .app import KEYS, LIMITS, SERVICE, open_clips_stream, open_talks_stream
+from .app import GATE, SERVICE, admit, open_clips_stream, open_talks_stream
 
 __all__ = ["MAX_MESSAGE_BYTES", "SOCKETS", "install", "websocket_api"]
 
@@ -106,8 +106,7 @@ async def websocket_api(request: web.Request) -> web.StreamResponse:
     """Authenticate (401 in D-ID's shape before any upgrade), then serve one socket until it closes."""
     app = request.app
     authorization = request.headers.get("Authorization") or request.query.get("authorization")
-    owner, granted = app[KEYS].caller(authorization)
-    app[LIMITS].check(owner)
+    owner, granted = await admit(app, authorization)
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=HEARTBEAT)
     await ws.prepare(request)
     sockets = app[SOCKETS]
@@ -212,7 +211,7 @@ class _Socket:
                 # Each message is a request against the key's rate, but the chunks of a talk already
                 # started are its body arriving: they are paced by the talk itself (LiveSpeech holds the
                 # reader back once 5 s wait), as D-ID's demo sends a TTS's PCM as fast as it comes.
-                self.app[LIMITS].check(self.owner)
+                await self.app[GATE].check(self.owner)
             handler: Callable[[Any], Awaitable[dict[str, Any]]] = getattr(
                 self, "do_" + kind.replace("-", "_")
             )

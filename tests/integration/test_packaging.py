@@ -84,14 +84,17 @@ def test_the_wheel_builds_without_a_warning_and_carries_its_data(installed: Inst
         str(installed.venv / "bin" / "python"),
         "-c",
         "import talkstream, talkstream.engine, talkstream.specs as s, talkstream.avatar.portrait as p;"
+        "import talkstream.adapters.cluster as c;"
         "print(talkstream.engine.__file__); print(len(list(s.SCENARIOS.glob('*.yaml'))));"
-        "print(len(p.bundled_portrait_bytes()) > 1000, s.OPENAPI.is_file(), s.MEDIA.is_dir())",
+        "print(len(p.bundled_portrait_bytes()) > 1000, s.OPENAPI.is_file(), s.MEDIA.is_dir(),"
+        " all('WORKERS' in c.deploy_file(n) or n != 'haproxy.cfg' for n in"
+        " ('haproxy.cfg', 'redis.conf', 'turnserver.conf', 'talkstream@.service')))",
     )
     assert probe.returncode == 0, probe.stderr
     where, scenarios, data = probe.stdout.splitlines()
     assert Path(where).is_relative_to(installed.venv) and not Path(where).is_relative_to(ROOT)
     assert int(scenarios) == len(list((ROOT / "specs" / "scenarios").glob("*.yaml")))
-    assert data == "True True True"
+    assert data == "True True True True"  # the portrait, the spec, the media, deploy/ for `cluster`
 
 
 async def test_the_installed_server_serves_its_page_spec_and_streams(installed: Installed) -> None:

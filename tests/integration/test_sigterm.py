@@ -1,17 +1,22 @@
-"""SIGTERM on `talkstream serve`: every client hears stream/error, then its peer closing, and the process
-exits cleanly within 5 s."""
+"""Stopping `talkstream serve`: SIGINT (or a drain cut short) ends every stream at once, each client hearing
+stream/error, then its peer closing, and the process exits within 5 s; SIGTERM drains first: not ready, no
+new streams or talks, the talks playing finish (within --drain-timeout), then the same."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
+from collections.abc import Mapping
+from typing import Any
 
+import aiohttp
 import pytest
 from served import served
 
 from talkstream.adapters.http.network import AiohttpAdapter
 from talkstream.engine.client import StreamClient, TalkFailedError
+from talkstream.engine.errors import ServiceUnavailableError
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import Input, State
 from talkstream.transports.aiortc_client import AiortcClientTransport
@@ -19,7 +24,7 @@ from talkstream.transports.aiortc_client import AiortcClientTransport
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_sigterm_drains_streams_and_exits_cleanly() -> None:
+async def test_sigint_ends_streams_at_once_and_exits_cleanly() -> None:
     async with served(rate_limited=True) as server:
         client = StreamClient(
             AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
@@ -32,7 +37,7 @@ async def test_sigterm_drains_streams_and_exits_cleanly() -> None:
             talk = await talking.talk(text="This talk will be cut short by the server shutting down. " * 3)
             await asyncio.wait_for(asyncio.shield(talk.started), 20)
             sent = time.monotonic()
-            server.process.send_signal(signal.SIGTERM)
+            server.process.send_signal(signal.SIGINT)
             code = await asyncio.wait_for(server.process.wait(), 10)
             took = time.monotonic() - sent
             with pytest.raises(TalkFailedError, match="shutting down"):
@@ -58,3 +63,68 @@ async def test_sigterm_drains_streams_and_exits_cleanly() -> None:
                 (State.CONNECTED, Input.TRANSPORT_CLOSED),
             ], last
         assert code == 0 and took < 5, (code, took)
+
+
+async def _get(base: str, path: str, key: str | None = None) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+    headers = {"Authorization": f"Basic {key}"} if key else {}
+    async with aiohttp.ClientSession() as http, http.get(base + path, headers=headers) as response:
+        return response.status, await response.json(), response.headers
+
+
+async def test_sigterm_drains_the_talk_playing_then_exits() -> None:
+    async with served(rate_limited=True) as server:
+        assert (await _get(server.base, "/readyz"))[0] == 200
+        client = StreamClient(
+            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
+        )
+        async with client:
+            talking = await client.create("bundled:astronaut", output_resolution=160)
+            idle = await client.create("bundled:astronaut", output_resolution=160)
+            await talking.connected(within=20)
+            await idle.connected(within=20)
+            talk = await talking.talk(text="This talk goes on to its end while the server drains.")
+            await asyncio.wait_for(asyncio.shield(talk.started), 20)
+            server.process.send_signal(signal.SIGTERM)
+            for _ in range(200):  # the signal arrives; the worker says so to its proxy's check
+                status, body, _ = await _get(server.base, "/readyz")
+                if status == 503:
+                    break
+                await asyncio.sleep(0.01)
+            assert (status, body["status"]) == (503, "draining"), (status, body)
+            assert (await _get(server.base, "/healthz"))[0] == 200  # alive all the same
+            with pytest.raises(ServiceUnavailableError) as refused:
+                await client.create("bundled:astronaut", output_resolution=160)
+            assert refused.value.retry_after == 1
+            with pytest.raises(ServiceUnavailableError, match="shutting down"):
+                await idle.talk(text="Too late for this one.")
+            await talk.done(within=30)  # the talk ends as it would have: whole
+            assert not talk.interrupted
+            code = await asyncio.wait_for(server.process.wait(), 10)
+            for _ in range(200):
+                if idle.messages:
+                    break
+                await asyncio.sleep(0.01)
+            assert [m for _, m in idle.messages] == [
+                'stream/error:{"kind":"ServiceUnavailable","description":"server shutting down"}'
+            ]
+        assert code == 0
+
+
+async def test_a_drain_ends_at_its_bound() -> None:
+    async with served("--drain-timeout", "1", rate_limited=True) as server:
+        client = StreamClient(
+            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
+        )
+        async with client:
+            stream = await client.create("bundled:astronaut", output_resolution=160)
+            await stream.connected(within=20)
+            talk = await stream.talk(text="A talk far longer than the drain may wait for it to end. " * 8)
+            await asyncio.wait_for(asyncio.shield(talk.started), 20)
+            sent = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(server.process.wait(), 15)
+            took = time.monotonic() - sent
+            with pytest.raises(TalkFailedError, match="shutting down"):
+                await talk.done(within=10)
+        # the bound, then closing; never the talk's own 30-odd seconds
+        assert code == 0 and 1 <= took < 6, (code, took)

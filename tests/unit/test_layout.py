@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-FOLDERS = ("engine", "transports", "adapters", "avatar", "specs")
+FOLDERS = ("engine", "transports", "adapters", "avatar", "specs", "deploy")
 
 
 def test_every_package_folder_is_listed_and_mapped() -> None:

@@ -1,0 +1,1 @@
+"""The deployment files `talkstream cluster` starts from (HAProxy, Redis, coturn, systemd): data, no code."""
