@@ -240,6 +240,42 @@ def _churn(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _cluster(r: dict[str, Any]) -> list[Row]:
+    t, c, shared = r["targets"], r["connect"], r["redis"]
+    quick = " (--quick)" if r.get("quick") else ""
+    creates = " / ".join(f"{row['creates_per_s']}" for row in r["creates"])
+    latency = "; ".join(f"{row['create_ms']['p50']} / {row['create_ms']['p95']}" for row in r["creates"])
+    one, two = (f"{s['max_streams_at_24fps']}" + ("+" if s["sweep_top"] else "") for s in r["talking"])
+    return [
+        (
+            f"cluster{quick}: connect p50 through HAProxy vs straight to a worker, ms",
+            f"{c['proxied']['channel_ms']['p50']} vs {c['direct']['channel_ms']['p50']}"
+            f" ({c['overhead_ms']['channel_ms']:+})",
+            f"<= +{t['connect_overhead_ms_max']:g}",
+            _verdict(t["connect_met"]),
+        ),
+        (
+            f"cluster{quick}: creates/s through HAProxy, 1 / 2 workers (p50 / p95 ms)",
+            f"{creates} ({latency})",
+            "",
+            "",
+        ),
+        (
+            f"cluster{quick}: streams at >= 24 fps, 512 px, 1 / 2 workers on the same cores",
+            f"{one} / {two}",
+            "2 workers >= 1",
+            _verdict(t["talking_met"]),
+        ),
+        (
+            f"cluster{quick}: Redis commands per stream lifecycle (sent by workers / in Lua)",
+            f"{shared['commands_per_lifecycle']} ({shared['sent_per_lifecycle']}"
+            f" / {shared['scripted_per_lifecycle']})",
+            "",
+            "",
+        ),
+    ]
+
+
 def _replay(r: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -263,6 +299,7 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "concurrency": _concurrency,
     "idle": _idle,
     "churn": _churn,
+    "cluster": _cluster,
     "engine": _engine,
     "replay_suite": _replay,
     "animation": _animation,
