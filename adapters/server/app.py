@@ -58,6 +58,8 @@ CORS_HEADERS = {
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type",
     "Access-Control-Max-Age": "600",
+    # a page may read how long to wait after a 429 or 503, and which worker of a cluster answered
+    "Access-Control-Expose-Headers": "Retry-After, X-Talkstream-Worker",
 }
 
 

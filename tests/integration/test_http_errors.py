@@ -174,6 +174,7 @@ async def test_cors_preflight_and_headers(api: Api) -> None:
         assert response.status == 204
         assert response.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:3000"
         assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+        assert "Retry-After" in response.headers["Access-Control-Expose-Headers"]
     status, _, headers = await api.call(
         "POST", "/talks/streams", CREATE, headers={"Origin": "http://127.0.0.1:3000"}
     )
@@ -187,7 +188,10 @@ async def test_openapi_is_served(api: Api) -> None:
         f"/{api}/streams{tail}"
         for api in ("talks", "clips")
         for tail in ("", "/{id}/sdp", "/{id}/ice", "/{id}")
-    } | {"/clips/presenters", "/clips/presenters/{id}", "/talks", "/talks/{id}", "/talks/{id}/result"}
+    } | {"/clips/presenters", "/clips/presenters/{id}", "/talks", "/talks/{id}", "/talks/{id}/result"} | {
+        "/healthz",
+        "/readyz",
+    }
 
 
 async def test_429_when_the_server_is_full_across_keys(api: Api) -> None:

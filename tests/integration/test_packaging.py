@@ -20,7 +20,17 @@ import pytest
 from served import serving
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ("engine", "transports", "adapters", "avatar", "specs", "talkstream", "pyproject.toml", "README.md")
+SHIPPED = (
+    "engine",
+    "transports",
+    "adapters",
+    "avatar",
+    "specs",
+    "deploy",
+    "talkstream",
+    "pyproject.toml",
+    "README.md",
+)
 
 pytestmark = pytest.mark.timeout(300)
 
