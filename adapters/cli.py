@@ -255,6 +255,9 @@ async def manage_keys(args: argparse.Namespace) -> int:
             print(await state.run("count keys", state.client.hlen(state.name("keys"))))
             return 0
         key = os.environ.get("TALKSTREAM_KEY") or sys.stdin.readline().strip()
+        if not key or any(c.isspace() for c in key):
+            print("talkstream keys: give one key, without spaces, on standard input", file=sys.stderr)
+            return 2
         try:
             ((digest, granted),) = KeyRing([" ".join([key, *args.permissions])]).entries()
         except ValueError as exc:

@@ -203,3 +203,22 @@ async def test_the_upkeep_seeds_keys_again_after_redis_lost_them(
             await asyncio.sleep(0.05)
     else:
         pytest.fail("the worker's keys were not seeded again once Redis was back")
+
+
+def test_the_keys_command_adds_counts_and_removes_digests(
+    redis_server: Cluster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from talkstream.adapters.cli import main
+
+    url = redis_server.redis_url
+    monkeypatch.setenv("TALKSTREAM_KEY", "dave:secret")
+    assert main(["keys", "add", "local_files", "--redis", url]) == 0
+    assert main(["keys", "count", "--redis", url]) == 0
+    assert main(["keys", "add", "no_such_permission", "--redis", url]) == 2
+    monkeypatch.setenv("TALKSTREAM_KEY", "two words")
+    assert main(["keys", "add", "--redis", url]) == 2
+    monkeypatch.setenv("TALKSTREAM_KEY", "dave:secret")
+    assert main(["keys", "remove", "--redis", url]) == 0
+    out, err = capsys.readouterr()
+    assert "secret" not in out + err and "two words" not in out + err  # never the key
+    assert "removed 1 key(s)" in out and "no_such_permission" in err

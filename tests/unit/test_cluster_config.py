@@ -3,6 +3,7 @@ cluster` renders from deploy/haproxy.cfg (checked by HAProxy itself where it is 
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -83,3 +84,13 @@ def test_coturn_settings_replace_their_lines_and_add_the_rest() -> None:
         "# listening-port=1\nlistening-port=3478\nfingerprint\n", {"listening-port": "4000", "verbose": ""}
     )
     assert rendered == "# listening-port=1\nlistening-port=4000\nfingerprint\nverbose\n"
+
+
+def test_haproxys_own_answers_are_in_dids_error_shape() -> None:
+    answers = re.findall(r"^    http-error status (\d+) .* string '(.+)'$", deploy_file("haproxy.cfg"), re.M)
+    assert {status for status, _ in answers} == {"502", "503", "504"}
+    for _, body in answers:
+        error = json.loads(body)
+        assert set(error) == {"kind", "description"} and error["kind"].endswith("Error")
+    refused = re.search(r"http-request return status 404 .* string '(.+)' if", deploy_file("haproxy.cfg"))
+    assert refused is not None and json.loads(refused.group(1))["kind"] == "NotFoundError"
