@@ -9,7 +9,8 @@ is the app's `Gate`, `RedisQuota` the service's `StreamQuota`.
   adds the stream in one step (no two creates can both take the last place). Each worker renews its live
   streams' leases every `lease / 3` seconds; a worker that dies stops renewing, and its streams stop
   counting within `lease` seconds.
-- **Request rates**: token buckets (per key and in all) in hashes, refilled and spent by one Lua script.
+- **Request rates**: token buckets (per key and in all), each one string "<tokens> <time>", refilled and
+  spent by one Lua script (four commands inside it).
 - **Async talks** (`RedisTalkStore`): each talk's body, kept as long as the talk, and a sorted set per key
   (newest first). Files stay on the worker that rendered them (its id leads the talk id, so a proxy routes
   there). Each worker holds a heartbeat key with a random incarnation, renewed by its upkeep; a talk not
@@ -85,27 +86,29 @@ end
 return #ARGV - 1
 """
 
-# KEYS: the key's bucket, the bucket of all. ARGV: per-key rate, burst, total rate, burst.
-# Returns {0} (spent one of each) or {1, seconds to wait as a string, which bucket: 1 key, 2 all}.
+# KEYS: the key's bucket, the bucket of all (each a string "<tokens> <time>"). ARGV: per-key rate, burst,
+# total rate, burst. Returns {0} (spent one of each) or {1, seconds to wait as a string, which bucket: 1 key,
+# 2 all}. Four commands inside: TIME, MGET, two SETs.
 _SPEND = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local function level(key, rate, burst)
-  local v = redis.call('HMGET', key, 'tokens', 'at')
-  local tokens = tonumber(v[1]) or burst
-  local at = tonumber(v[2]) or now
-  return math.min(burst, tokens + math.max(0, now - at) * rate)
-end
+local saved = redis.call('MGET', KEYS[1], KEYS[2])
 local rates = {tonumber(ARGV[1]), tonumber(ARGV[3])}
 local bursts = {tonumber(ARGV[2]), tonumber(ARGV[4])}
 local levels = {}
 for i = 1, 2 do
-  levels[i] = level(KEYS[i], rates[i], bursts[i])
+  local tokens, at = bursts[i], now
+  if saved[i] then
+    local space = string.find(saved[i], ' ')
+    tokens = tonumber(string.sub(saved[i], 1, space - 1))
+    at = tonumber(string.sub(saved[i], space + 1))
+  end
+  levels[i] = math.min(bursts[i], tokens + math.max(0, now - at) * rates[i])
   if levels[i] < 1 then return {1, tostring((1 - levels[i]) / rates[i]), i} end
 end
 for i = 1, 2 do
-  redis.call('HSET', KEYS[i], 'tokens', tostring(levels[i] - 1), 'at', tostring(now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(bursts[i] / rates[i] * 1000) + 1000)
+  local full = math.ceil(bursts[i] / rates[i] * 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.17g %.17g', levels[i] - 1, now), 'PX', full)
 end
 return {0}
 """
@@ -270,7 +273,7 @@ class RedisGate:
             result = await self.state.run(
                 "rate",
                 self.state._spend(
-                    keys=[self.state.name("rate", owner), self.state.name("rate")],
+                    keys=[self.state.name("bucket", owner), self.state.name("bucket")],
                     args=[limits.per_key, limits.key_burst, limits.total, limits.total_burst],
                 ),
             )
