@@ -8,6 +8,7 @@ and how soon after an interrupt reached the server the talk's sound and mouth we
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -25,6 +26,7 @@ from talkstream.adapters.server.build import ServerSettings, build_app
 from talkstream.avatar.speech import PcmFeed, audio_speech
 from talkstream.engine.client import ClientStream, StreamClient, TalkFailedError
 from talkstream.engine.clock import VirtualClock
+from talkstream.engine.errors import ServiceUnavailableError
 from talkstream.engine.events import InputApplied, SessionEvent, StateChanged
 from talkstream.engine.player import CLOSE_FRAMES, DECLICK_SAMPLES, IDLE_MOTION
 from talkstream.engine.ports import Mouth, SpeechStream, VideoFrame
@@ -349,3 +351,68 @@ async def test_the_cut_talks_late_done_does_not_end_the_next_one(world: World) -
     assert not second.finished.done(), "and did not end the talk asked after it"
     await world.run(second.done())
     assert not second.interrupted and second.error is None
+
+
+# -- draining (what SIGTERM does first), on the virtual clock ------------------------------------------------
+
+
+async def test_a_drain_refuses_new_work_and_waits_for_the_talk_playing(world: World) -> None:
+    sink = MemorySink()
+    stream = await connected(world, sink)
+    talk = await stream.talk(text="buzz")  # 3 s of it
+    await world.run(talk.started)
+    started = world.clock.now()
+    draining = asyncio.ensure_future(world.service.drain(within=30))
+    await world.idle(0.5)
+    assert world.service.draining and not draining.done()
+    with pytest.raises(ServiceUnavailableError, match="shutting down") as refused:
+        await world.client.create("bundled:astronaut")
+    assert refused.value.retry_after == 1
+    with pytest.raises(ServiceUnavailableError):
+        await stream.talk(text="buzz")
+    assert await world.run(draining) == 0
+    assert 2.9 <= world.clock.now() - started < 3.5  # when the 3 s talk ended, not at the bound
+    await world.run(talk.done())
+    assert not talk.interrupted
+
+
+async def test_a_drain_gives_up_at_its_bound(world: World) -> None:
+    stream = await connected(world, MemorySink())
+    talk = await stream.talk(text="buzz")
+    await world.run(talk.started)
+    started = world.clock.now()
+    assert await world.run(world.service.drain(within=1.0)) == 1  # one stream still talking
+    assert 1.0 <= world.clock.now() - started < 1.1
+
+
+async def test_the_observer_hears_connects_first_frames_and_outcomes(world: World) -> None:
+    heard: list[tuple[str, Any]] = []
+
+    class Ears:
+        def connected(self, seconds: float) -> None:
+            heard.append(("connected", seconds))
+
+        def first_frame(self, seconds: float) -> None:
+            heard.append(("first_frame", seconds))
+
+        def frame_sent(self) -> None:
+            heard.append(("frame", None))
+
+        def talk_ended(self, outcome: str) -> None:
+            heard.append(("ended", outcome))
+
+        def error(self, kind: str) -> None:
+            heard.append(("error", kind))
+
+    world.service.observer = Ears()
+    stream = await connected(world, MemorySink())
+    for _ in range(2):
+        await world.run((await stream.talk(text="buzz")).done())
+    kinds = [kind for kind, _ in heard]
+    assert kinds.count("connected") == 1 and kinds.count("first_frame") == 2
+    assert [value for kind, value in heard if kind == "ended"] == ["done", "done"]
+    frames = kinds.count("frame")
+    assert 2 * 75 <= frames <= 2 * 78  # 3 s at 25 fps each, and the rest frames
+    # the first frame of each talk, on the virtual clock: the request's way over the in-process HTTP and
+    # the speech's preparation, then the first frame time; well under a frame's 40 ms here
+    assert all(0 <= value < 0.04 for kind, value in heard if kind == "first_frame"), heard[:3]
