@@ -69,7 +69,7 @@ typecheck: setup
 pytest: setup
 	$(BIN)/pytest
 
-# Not part of `make test`: about 26 minutes, most of it the 5-minute lip-sync talk, the 6-minute churn and
+# Not part of `make test`: about 30 minutes, most of it the 5-minute lip-sync talk, the 6-minute churn and
 # the concurrency sweep.
 # Each writes bench/results/<name>.json; summary.py prints the table and draws the plots from them.
 bench: setup browser-deps

@@ -1,7 +1,7 @@
-"""The cluster as its users meet it: `Cluster` starts Redis, HAProxy and three `talkstream serve` workers from
-deploy/, each in its own process on 127.0.0.1, and the tests speak to HAProxy only (but for killing, draining
-and reading a worker): the D-ID flow, a per-key limit under concurrent creates, a worker killed mid-talk, a
-Redis restart, and a worker drained with a talk playing.
+"""The cluster as its users meet it: `Cluster` starts Redis, coturn, HAProxy and three `talkstream serve`
+workers from deploy/, each in its own process on 127.0.0.1, and the tests speak to HAProxy only (but for
+killing, draining and reading a worker): the D-ID flow, a per-key limit under concurrent creates, a worker
+killed mid-talk, a Redis restart, a worker drained with a talk playing, and async talks across workers.
 
 The workers allow 3 live streams per key and hold them on leases of 2 s. Tests that stop a worker or Redis
 start it again before they end, so the next test finds the cluster whole.
@@ -49,7 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     plan = ClusterPlan(
         workers=3,
         port=0,
-        turn=False,
+        turn=True,  # coturn runs; each create answer carries credentials for it
         folder=tmp_path_factory.mktemp("cluster"),
         lease=LEASE,
         drain_timeout=30.0,
@@ -140,6 +140,8 @@ async def test_the_did_flow_through_haproxy_reaches_every_worker(
     for _ in range(5):  # each lands on its stream's worker, not on the one balancing would choose
         status, made, _ = await _create(cluster)
         assert status == 201, made
+        (turn,) = made["ice_servers"]  # the cluster's coturn, with this stream's own credentials
+        assert turn["urls"] == list(cluster.turn_urls) and turn["username"].endswith(":" + made["id"])
         query = urlencode({"stream_id": made["id"], "authorization": f"Basic {cluster.plan.key}"})
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{cluster.url}/ws?{query}") as ws:
             ids = {"stream_id": made["id"], "session_id": made["session_id"]}
