@@ -8,9 +8,11 @@ as real users' browsers do by default; the names are made by the test, so no mDN
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,14 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
         await hide_addresses_like_a_browser(context)
         yield context
         await context.close()
+
+
+async def until(page: Any, expression: str, within: float = 30.0, logs: Callable[[], str] = str) -> Any:
+    """Wait for the page's `expression` to be true and return it; on failure say so, with `logs()`."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = await page.evaluate(expression)
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{expression} not true within {within} s\n{logs()}".rstrip())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from talkstream.adapters.server.app import SERVICE
 
-from .conftest import ARTIFACTS, KEY
+from .conftest import ARTIFACTS, KEY, until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def until(page: Any, expression: str, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{expression} not true within {within} s")
 
 
 def subjects(events: list[dict[str, Any]]) -> list[str]:

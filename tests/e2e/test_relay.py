@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import pytest
 from served import serving
 
+from .conftest import until as wait_until
 from .turn import TURNSERVER, Coturn, coturn
 
 pytestmark = pytest.mark.timeout(120)
@@ -103,15 +104,12 @@ CONNECTED_OR_NEVER = """(({ pc, candidates }) =>
 
 
 async def until(page: Any, expression: str, within: float = 30.0, logs: Callable[[], str] = str) -> Any:
-    """Wait for `expression` to be true on the page; on failure say so with `logs()`."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = await page.evaluate(expression)
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    state = await page.evaluate("window.relay && { ...window.relay, pc: undefined, video: undefined }")
-    raise AssertionError(f"{expression} not true within {within} s; the page: {state}\n{logs()}")
+    """`conftest.until`, its failure telling the relay page's state too."""
+    try:
+        return await wait_until(page, expression, within, logs)
+    except AssertionError as failure:
+        state = await page.evaluate("window.relay && { ...window.relay, pc: undefined, video: undefined }")
+        raise AssertionError(f"{failure}\nthe page: {state}") from None
 
 
 async def eventually(check: Callable[[], bool], within: float = 10.0) -> bool:

@@ -12,10 +12,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from served import served
+from served import Served, served
 
 from talkstream.adapters.http.network import AiohttpAdapter
-from talkstream.engine.client import StreamClient, TalkFailedError
+from talkstream.engine.client import ClientStream, ClientTalk, StreamClient, TalkFailedError
 from talkstream.engine.errors import ServiceUnavailableError
 from talkstream.engine.retry import RetryPolicy
 from talkstream.engine.states import Input, State
@@ -24,18 +24,33 @@ from talkstream.transports.aiortc_client import AiortcClientTransport
 pytestmark = pytest.mark.timeout(90)
 
 
+def _client(server: Served) -> StreamClient:
+    return StreamClient(
+        AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
+    )
+
+
+async def _connected(client: StreamClient) -> ClientStream:
+    stream = await client.create("bundled:astronaut", output_resolution=160)
+    await stream.connected(within=20)
+    return stream
+
+
+async def _talking(client: StreamClient, text: str) -> tuple[ClientStream, ClientTalk]:
+    """A connected stream whose talk of `text` has started."""
+    stream = await _connected(client)
+    talk = await stream.talk(text=text)
+    await asyncio.wait_for(asyncio.shield(talk.started), 20)
+    return stream, talk
+
+
 async def test_sigint_ends_streams_at_once_and_exits_cleanly() -> None:
     async with served(rate_limited=True) as server:
-        client = StreamClient(
-            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
-        )
-        async with client:
-            talking = await client.create("bundled:astronaut", output_resolution=160)
-            idle = await client.create("bundled:astronaut", output_resolution=160)
-            await talking.connected(within=20)
-            await idle.connected(within=20)
-            talk = await talking.talk(text="This talk will be cut short by the server shutting down. " * 3)
-            await asyncio.wait_for(asyncio.shield(talk.started), 20)
+        async with _client(server) as client:
+            idle = await _connected(client)
+            talking, talk = await _talking(
+                client, "This talk will be cut short by the server shutting down. " * 3
+            )
             sent = time.monotonic()
             server.process.send_signal(signal.SIGINT)
             code = await asyncio.wait_for(server.process.wait(), 10)
@@ -74,16 +89,9 @@ async def _get(base: str, path: str, key: str | None = None) -> tuple[int, dict[
 async def test_sigterm_drains_the_talk_playing_then_exits() -> None:
     async with served(rate_limited=True) as server:
         assert (await _get(server.base, "/readyz"))[0] == 200
-        client = StreamClient(
-            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
-        )
-        async with client:
-            talking = await client.create("bundled:astronaut", output_resolution=160)
-            idle = await client.create("bundled:astronaut", output_resolution=160)
-            await talking.connected(within=20)
-            await idle.connected(within=20)
-            talk = await talking.talk(text="This talk goes on to its end while the server drains.")
-            await asyncio.wait_for(asyncio.shield(talk.started), 20)
+        async with _client(server) as client:
+            idle = await _connected(client)
+            _, talk = await _talking(client, "This talk goes on to its end while the server drains.")
             server.process.send_signal(signal.SIGTERM)
             for _ in range(200):  # the signal arrives; the worker says so to its proxy's check
                 status, body, _ = await _get(server.base, "/readyz")
@@ -112,14 +120,8 @@ async def test_sigterm_drains_the_talk_playing_then_exits() -> None:
 
 async def test_a_drain_ends_at_its_bound() -> None:
     async with served("--drain-timeout", "1", rate_limited=True) as server:
-        client = StreamClient(
-            AiohttpAdapter(server.base, server.key), AiortcClientTransport(), retry=RetryPolicy.none()
-        )
-        async with client:
-            stream = await client.create("bundled:astronaut", output_resolution=160)
-            await stream.connected(within=20)
-            talk = await stream.talk(text="A talk far longer than the drain may wait for it to end. " * 8)
-            await asyncio.wait_for(asyncio.shield(talk.started), 20)
+        async with _client(server) as client:
+            _, talk = await _talking(client, "A talk far longer than the drain may wait for it to end. " * 8)
             sent = time.monotonic()
             server.process.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(server.process.wait(), 15)
