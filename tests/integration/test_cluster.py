@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -338,3 +342,47 @@ async def test_async_talks_across_the_cluster(cluster: Cluster) -> None:
 def test_the_cluster_folder_holds_each_services_log(cluster: Cluster) -> None:
     names = {p.name for p in Path(cluster.folder).iterdir()}
     assert {"redis.log", "haproxy.log", "w1.log", "haproxy.cfg", "redis.conf"} <= names
+
+
+def test_talkstream_cluster_comes_up_with_one_command_and_goes_down_on_ctrl_c(tmp_path: Path) -> None:
+    """The command as a user runs it: it prints the URL and a key that work, and Ctrl-C (SIGINT to the
+    command alone, as a terminal sends it to the foreground job) stops every process it started."""
+    import psutil
+
+    from talkstream.adapters.cluster import free_port
+
+    port, stats = free_port(), free_port()
+    command = [sys.executable, "-m", "talkstream.adapters.cli", "cluster", "--workers", "2", "--no-turn"]
+    command += ["--port", str(port), "--stats-port", str(stats), "--worker-port", str(free_port())]
+    command += ["--folder", str(tmp_path / "cluster")]
+    with open(tmp_path / "out.log", "w+b") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 90
+            while b"Ctrl-C stops everything" not in (tmp_path / "out.log").read_bytes():
+                assert process.poll() is None and time.monotonic() < deadline, (
+                    tmp_path / "out.log"
+                ).read_text()
+                time.sleep(0.1)
+            printed = (tmp_path / "out.log").read_text()
+            url = re.search(r"behind HAProxy at (\S+)", printed)
+            key = re.search(r"API key \(send as `Authorization: Basic <key>`\): (\S+)", printed)
+            assert url is not None and key is not None, printed
+            assert url.group(1) == f"http://127.0.0.1:{port}"
+            children = psutil.Process(process.pid).children(recursive=True)
+            assert len(children) == 4  # Redis, HAProxy, two workers
+            request = urllib.request.Request(
+                url.group(1) + "/talks/streams",
+                data=json.dumps({"source_url": "bundled:astronaut"}).encode(),
+                headers={"Authorization": f"Basic {key.group(1)}", "Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 201 and worker_of(json.load(response)["id"]) in ("w1", "w2")
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=60) == 0
+            _, alive = psutil.wait_procs(children, timeout=10)
+            assert not alive, alive
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
