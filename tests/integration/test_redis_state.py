@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from talkstream.adapters.cluster import Cluster, ClusterPlan, missing_programs
 from talkstream.adapters.server.auth import KeyRing, RequestLimits, key_digest, owner_of
@@ -222,3 +224,23 @@ def test_the_keys_command_adds_counts_and_removes_digests(
     out, err = capsys.readouterr()
     assert "secret" not in out + err and "two words" not in out + err  # never the key
     assert "removed 1 key(s)" in out and "no_such_permission" in err
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.one_of(
+        st.none(),
+        st.text(max_size=300),
+        st.binary(max_size=200).map(lambda raw: raw.decode("utf-8", "surrogateescape")),
+        st.builds("Basic {}".format, st.text(max_size=100)),
+    )
+)
+async def test_any_authorization_is_a_caller_or_a_401(states: list[RedisState], header: str | None) -> None:
+    """Whatever the header (aiohttp hands undecodable bytes over as lone surrogates), the shared keys answer
+    with a caller or a 401: never another error, and Redis is never asked about an empty digest list."""
+    gate = RedisGate(states[0])
+    try:
+        owner, _ = await gate.caller(header)
+    except AuthorizationError:
+        return
+    raise AssertionError(f"{header!r} was let in as {owner}")  # no key was ever added under this prefix
