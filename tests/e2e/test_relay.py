@@ -256,3 +256,33 @@ async def test_with_a_secret_coturn_does_not_share_a_relay_only_browser_gets_now
     assert await eventually(lambda: (username, "message", "error 401") in turn.answers(mark)), logs()
     assert not [a for a in turn.answers(mark) if a[2] == "success"], logs()
     await page.evaluate("window.relay.destroy()")
+
+
+async def test_a_relay_only_browser_plays_a_talk_through_the_whole_cluster(
+    browser: Any, tmp_path: Path
+) -> None:
+    """`talkstream cluster`'s parts as its users meet them: the page, its requests and its stream through
+    HAProxy to a worker, the media through the cluster's coturn with the credentials the worker handed out."""
+    from talkstream.adapters.cluster import Cluster, ClusterPlan, missing_programs
+
+    if missing_programs():
+        pytest.skip(f"{', '.join(missing_programs())} not installed (`make cluster-deps`)")
+    plan = ClusterPlan(workers=2, port=0, folder=tmp_path / "cluster", drain_timeout=5)
+    with Cluster(plan).running() as cluster:
+        page = await browser.new_page()
+        await page.goto(f"{cluster.url}/")
+        created = await page.evaluate(CONNECT, {"base": cluster.url, "key": plan.key, "only": None})
+        [entry] = created["ice_servers"]
+        assert entry["urls"] == list(cluster.turn_urls) and entry["username"].endswith(":" + created["id"])
+
+        def logs() -> str:
+            return "\n".join(
+                f"{n}:\n{cluster.log(n).read_text()[-2000:]}" for n in ("coturn-requests", "w1", "w2")
+            )
+
+        await until(page, CONNECTED_OR_NEVER, logs=logs)
+        await page.evaluate("window.relay.talk('Hello through the whole cluster.')")
+        await until(page, "window.relay.messages.some((m) => m.startsWith('stream/done'))", logs=logs)
+        stats = await page.evaluate("window.relay.stats()")
+        assert stats["local"]["type"] == "relay" and stats["frames"] > 10, stats
+        await page.evaluate("window.relay.destroy()")
