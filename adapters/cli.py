@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import secrets
@@ -225,17 +226,26 @@ def serve(args: argparse.Namespace) -> int:
 
     limits = ConnectionLimits(max_connections=connections, header_timeout=args.header_timeout)
     keeper = MemoryKeeper(lambda: app[SERVICE].closed_count)
-    asyncio.run(
-        serve_app(
-            app,
-            args.host,
-            args.port,
-            limits,
-            started=started,
-            keeper=keeper,
-            drain=lambda: drain_app(app, settings.drain_timeout),
+    try:
+        asyncio.run(
+            serve_app(
+                app,
+                args.host,
+                args.port,
+                limits,
+                started=started,
+                keeper=keeper,
+                drain=lambda: drain_app(app, settings.drain_timeout),
+            )
         )
-    )
+    except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        print(
+            f"talkstream serve: cannot listen on {args.host}:{args.port}: {os.strerror(exc.errno)}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

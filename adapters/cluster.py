@@ -468,7 +468,11 @@ def run_cluster(plan: ClusterPlan) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        cluster.start()
+        try:
+            cluster.start()
+        except (RuntimeError, subprocess.CalledProcessError) as exc:  # a missing package, a port taken
+            print(f"talkstream cluster: {exc}", file=sys.stderr, flush=True)
+            return 1
         print(f"talkstream cluster: {plan.workers} workers behind HAProxy at {cluster.url}", flush=True)
         print(f"API key (send as `Authorization: Basic <key>`): {plan.key}", flush=True)
         print(f"demo page: {cluster.url}/#key={plan.key}", flush=True)

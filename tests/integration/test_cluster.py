@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -386,3 +387,31 @@ def test_talkstream_cluster_comes_up_with_one_command_and_goes_down_on_ctrl_c(tm
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_worker_that_cannot_listen_stops_the_command_with_one_line_and_nothing_left(tmp_path: Path) -> None:
+    import psutil
+
+    from talkstream.adapters.cluster import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        command = [sys.executable, "-m", "talkstream.adapters.cli", "cluster", "--workers", "1", "--no-turn"]
+        command += ["--port", str(free_port()), "--stats-port", str(free_port()), "--worker-port", str(busy)]
+        command += ["--folder", str(tmp_path / "cluster")]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{busy}: Address already in use" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr + (tmp_path / "cluster" / "w1.log").read_text()
+    # what it started is gone: Redis (it retitles itself "redis-server 127.0.0.1:<port>"), the worker
+    redis = re.search(r"port=(\d+)", (tmp_path / "cluster" / "redis.log").read_text())
+    assert redis is not None
+    ours = (f"redis-server 127.0.0.1:{redis.group(1)}", f"--port {busy} ", str(tmp_path))
+    left = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(m in " ".join(p.info["cmdline"] or ()) for m in ours)
+    ]
+    assert not left, left
