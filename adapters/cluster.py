@@ -357,8 +357,10 @@ class Cluster:
         self._wait("coturn", within, lambda: _listening(port))
 
     def start_worker(self, worker: str, *, wait: bool = True, within: float = 60.0) -> None:
-        """Start worker `worker` (again, after it exited, on the same port)."""
+        """Start worker `worker` (again, after it exited, on the same port: one still draining is waited
+        for, up to its drain timeout, then killed)."""
         plan = self.plan
+        self._reap(worker, plan.drain_timeout + 5)
         command = [
             plan.python, "-m", "talkstream.adapters.cli", "serve",
             "--port", str(self.ports[worker]),

@@ -191,7 +191,8 @@ async def test_a_worker_killed_mid_talk(cluster: Cluster, client: StreamClient) 
     try:
         await doomed.connected(within=20)
         await survivor.connected(within=20)
-        playing = await survivor.talk(text="I keep talking while another worker dies. " * 3)
+        # ~15 s: it plays on past the kill, however late this client hears things
+        playing = await survivor.talk(text="I keep talking while another worker dies. " * 6)
         cut = await doomed.talk(text="I am cut off in the middle of this sentence. " * 3)
         await asyncio.wait_for(asyncio.shield(cut.started), 20)
         cluster.signal(victim, signal.SIGKILL)
@@ -234,7 +235,7 @@ async def test_a_redis_restart(cluster: Cluster, client: StreamClient) -> None:
             with pytest.raises(ServiceUnavailableError) as refused:
                 await client.create("bundled:astronaut", output_resolution=160)
             assert refused.value.retry_after == 1
-            talk = await stream.talk(text="While the shared state is away, this stream plays on.")
+            talk = await stream.talk(text="While the shared state is away, this stream plays on. " * 3)
             await _frames_flow(stream)
             await talk.done(within=30)
         finally:
@@ -258,13 +259,12 @@ async def test_sigterm_drains_a_worker_with_a_talk_playing(cluster: Cluster, cli
     worker = str(worker_of(stream.stream_id))
     try:
         await stream.connected(within=20)
-        talk = await stream.talk(text="This talk ends whole, though my worker was asked to stop.")
+        # long enough (about 13 s) that the signal lands while it plays, however late the client hears it
+        talk = await stream.talk(text="This talk ends whole, though my worker was asked to stop. " * 4)
         await asyncio.wait_for(asyncio.shield(talk.started), 20)
         cluster.signal(worker, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while "DRAIN" not in cluster.server_states().get(
-            worker, ""
-        ) and "NOLB" not in cluster.server_states().get(worker, ""):
+        while cluster.server_states().get(worker) != "NOLB":  # its check says 404: persistent traffic only
             assert time.monotonic() < deadline, cluster.server_states()
             await asyncio.sleep(0.1)
         # new streams go elsewhere; this stream's own requests still reach its worker, which refuses new talks
@@ -278,7 +278,7 @@ async def test_sigterm_drains_a_worker_with_a_talk_playing(cluster: Cluster, cli
             )
         with pytest.raises(ServiceUnavailableError, match="shutting down"):
             await stream.talk(text="One more?")
-        await talk.done(within=30)
+        await talk.done(within=60)
         assert not talk.interrupted
         assert cluster.wait_exit(worker, 30) == 0
     finally:

@@ -91,7 +91,8 @@ async def test_sigterm_drains_the_talk_playing_then_exits() -> None:
         assert (await _get(server.base, "/readyz"))[0] == 200
         async with _client(server) as client:
             idle = await _connected(client)
-            _, talk = await _talking(client, "This talk goes on to its end while the server drains.")
+            # about 9 s: the signal lands while it plays, however late the client hears it start
+            _, talk = await _talking(client, "This talk goes on to its end while the server drains. " * 3)
             server.process.send_signal(signal.SIGTERM)
             for _ in range(200):  # the signal arrives; the worker says so to its proxy's check
                 status, body, _ = await _get(server.base, "/readyz")
