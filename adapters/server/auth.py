@@ -18,7 +18,16 @@ import attrs
 
 from talkstream.engine.errors import AuthorizationError, RateLimitedError
 
-__all__ = ["PERMISSIONS", "Gate", "KeyRing", "LocalGate", "RequestLimits", "key_digest", "presented_keys"]
+__all__ = [
+    "PERMISSIONS",
+    "Gate",
+    "KeyRing",
+    "LocalGate",
+    "RequestLimits",
+    "key_digest",
+    "owner_of",
+    "presented_keys",
+]
 
 
 #: What a key may do beyond the basics. A key given without a list may do all of it.
@@ -61,7 +70,7 @@ class KeyRing:
         return owner_of(key_digest(key)), granted
 
     def entries(self) -> list[tuple[str, frozenset[str]]]:
-        """(digest, permissions) of every key, for a shared store (`redis_state.RedisGate` seeds from it)."""
+        """(digest, permissions) of every key, for a shared store (`redis_state.RedisState.seed_keys`)."""
         return [(key_digest(key), granted) for key, granted in self._keys]
 
 

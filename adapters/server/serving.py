@@ -384,7 +384,9 @@ async def serve_app(
             await asyncio.wait({draining, cutting}, return_when=asyncio.FIRST_COMPLETED)
             for task in (draining, cutting):
                 task.cancel()
-            await asyncio.gather(draining, cutting, return_exceptions=True)
+            drained, _ = await asyncio.gather(draining, cutting, return_exceptions=True)
+            if isinstance(drained, Exception):  # closing goes on: every stream still hears why
+                _log.error("the drain failed", exc_info=drained)
     finally:
         if keeper is not None:
             await keeper.aclose()
