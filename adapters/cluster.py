@@ -487,7 +487,7 @@ def run_cluster(plan: ClusterPlan) -> int:
                 if process.poll() is not None and name not in gone:
                     gone.add(name)
                     print(f"{name} exited ({process.returncode}); see {cluster.log(name)}", flush=True)
-            time.sleep(0.2)
+            time.sleep(0.2)  # a foreground command watching its children: real time, no event loop
         print("stopping: workers drain, then HAProxy, coturn and Redis stop", flush=True)
     finally:
         for signum, handler in previous.items():

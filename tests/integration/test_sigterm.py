@@ -36,6 +36,17 @@ async def _connected(client: StreamClient) -> ClientStream:
     return stream
 
 
+async def _heard_shutting_down(stream: ClientStream) -> None:
+    """`stream`'s only message is the server's goodbye (it may arrive a moment after the process ended)."""
+    for _ in range(200):
+        if stream.messages:
+            break
+        await asyncio.sleep(0.01)
+    assert [m for _, m in stream.messages] == [
+        'stream/error:{"kind":"ServiceUnavailable","description":"server shutting down"}'
+    ]
+
+
 async def _talking(client: StreamClient, text: str) -> tuple[ClientStream, ClientTalk]:
     """A connected stream whose talk of `text` has started."""
     stream = await _connected(client)
@@ -58,13 +69,7 @@ async def test_sigint_ends_streams_at_once_and_exits_cleanly() -> None:
             with pytest.raises(TalkFailedError, match="shutting down"):
                 await talk.done(within=10)
             assert [m.split(":")[0] for _, m in talking.messages][:2] == ["stream/started", "stream/error"]
-            for _ in range(200):
-                if idle.messages:
-                    break
-                await asyncio.sleep(0.01)
-            assert [m for _, m in idle.messages] == [
-                'stream/error:{"kind":"ServiceUnavailable","description":"server shutting down"}'
-            ]
+            await _heard_shutting_down(idle)
             # The talk ended in error (back to connected), then the server closed the peer with a goodbye
             # the client hears at once. (Before, shutdown returned before the peers had finished closing,
             # the process exited mid-close, and clients learned nothing until their consent checks failed.)
@@ -109,13 +114,7 @@ async def test_sigterm_drains_the_talk_playing_then_exits() -> None:
             await talk.done(within=30)  # the talk ends as it would have: whole
             assert not talk.interrupted
             code = await asyncio.wait_for(server.process.wait(), 10)
-            for _ in range(200):
-                if idle.messages:
-                    break
-                await asyncio.sleep(0.01)
-            assert [m for _, m in idle.messages] == [
-                'stream/error:{"kind":"ServiceUnavailable","description":"server shutting down"}'
-            ]
+            await _heard_shutting_down(idle)
         assert code == 0
 
 
